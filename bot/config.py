@@ -1,0 +1,278 @@
+"""Settings: one TOML file, every key overridable from the environment.
+
+The file is `--config PATH`, else `$TOPICDESK_CONFIG`, else `./config.toml`; a missing
+default file is fine when the environment supplies what is required. Environment
+variables use the prefix `TOPICDESK_` and `__` between levels, e.g.
+`TOPICDESK_TELEGRAM__TOKEN` or `TOPICDESK_SUPPORT__ADMIN_IDS='[1, 2]'`.
+
+This module must not import aiogram: `migrate` and other offline commands use it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "TOPICDESK_"
+ENV_CONFIG = "TOPICDESK_CONFIG"
+DEFAULT_CONFIG = Path("config.toml")
+TOPIC_ICON_COLORS = (7322096, 16766590, 13338331, 9367192, 16749490, 16478047)
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who runs the daemon."""
+
+
+class _Section(BaseModel):
+    # A typo in a key must be reported, not silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TelegramSettings(_Section):
+    token: SecretStr
+    api_url: str = "https://api.telegram.org"
+    local_api: bool = False
+    polling_timeout: int = Field(default=30, ge=1, le=50)
+    request_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _strip_token(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("is empty")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_api_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL such as https://api.telegram.org")
+        return value
+
+
+class SupportSettings(_Section):
+    group_id: int
+    admin_ids: list[int] = Field(default_factory=list)
+    topic_icon_color: int | None = None
+
+    @field_validator("group_id")
+    @classmethod
+    def _check_group_id(cls, value: int) -> int:
+        if value >= 0:
+            raise ValueError("must be the supergroup's id, a negative number like -1001234567890")
+        return value
+
+    @field_validator("topic_icon_color")
+    @classmethod
+    def _check_color(cls, value: int | None) -> int | None:
+        if value is not None and value not in TOPIC_ICON_COLORS:
+            raise ValueError(f"must be one of {', '.join(map(str, TOPIC_ICON_COLORS))}")
+        return value
+
+
+class StorageSettings(_Section):
+    path: Path = Path("topicdesk.db")
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Question(_Section):
+    """One question of the intake form."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    prompt: str = Field(min_length=1, max_length=1000)
+    label: str = ""
+    kind: Literal["choice", "text", "regex"] = "text"
+    options: list[str] = Field(default_factory=list)
+    min_length: int = Field(default=1, ge=0)
+    max_length: int = Field(default=3000, ge=1, le=3500)
+    pattern: str = ""
+    error: str = ""
+    optional: bool = False
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Question:
+        if self.kind == "choice":
+            if not self.options:
+                raise ValueError("a choice question needs options")
+            if any(not 1 <= len(option) <= 64 for option in self.options):
+                raise ValueError("each option must be 1 to 64 characters")
+        if self.kind == "regex":
+            if not self.pattern:
+                raise ValueError("a regex question needs a pattern")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        if self.min_length > self.max_length:
+            raise ValueError("min_length is greater than max_length")
+        return self
+
+    @property
+    def title(self) -> str:
+        """The label shown on the ticket card."""
+        return self.label or self.id.replace("_", " ").capitalize()
+
+
+def _default_questions() -> list[Question]:
+    return [
+        Question(
+            id="category",
+            label="Category",
+            prompt="What is your question about?",
+            kind="choice",
+            options=["Billing", "Technical problem", "Account", "Other"],
+        ),
+        Question(
+            id="description",
+            label="Description",
+            prompt="Please describe the problem in a few sentences.",
+            kind="text",
+            min_length=10,
+            max_length=3000,
+        ),
+    ]
+
+
+class IntakeSettings(_Section):
+    questions: list[Question] = Field(default_factory=_default_questions, min_length=1)
+
+    @field_validator("questions")
+    @classmethod
+    def _unique_ids(cls, value: list[Question]) -> list[Question]:
+        ids = [q.id for q in value]
+        if len(ids) != len(set(ids)):
+            raise ValueError("question ids must be unique")
+        return value
+
+
+class TextsSettings(_Section):
+    """What the bot says to customers; translate freely. `{ticket}` is the ticket number."""
+
+    greeting: str = "Hello! Let's open a support ticket. A few quick questions first."
+    ticket_created: str = (
+        "Thank you! Your ticket #{ticket} is open. An agent will answer here; "
+        "write anything else you want us to know."
+    )
+    cancelled: str = "Okay, the form is cancelled. Write to us any time to start again."
+    nothing_to_cancel: str = "There is nothing to cancel."
+    unsupported: str = (
+        "Sorry, we can't pass this kind of message on. Please send text, a photo or a file."
+    )
+    ticket_closed: str = "Your ticket #{ticket} is closed. Write to us any time to open a new one."
+    skip_button: str = "Skip"
+
+
+class Settings(BaseSettings):
+    """All of TopicDesk's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    telegram: TelegramSettings
+    support: SupportSettings
+    storage: StorageSettings = StorageSettings()
+    logging: LoggingSettings = LoggingSettings()
+    intake: IntakeSettings = IntakeSettings()
+    texts: TextsSettings = TextsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file is passed in as init data by load_settings, so it ranks below
+        # the environment: init < env would be wrong, hence the explicit order here.
+        return (env_settings, init_settings)
+
+
+def resolve_config_path(cli_path: str | Path | None) -> tuple[Path, bool]:
+    """Return the config file to read and whether the user named it explicitly."""
+    if cli_path:
+        return Path(cli_path), True
+    env_path = os.environ.get(ENV_CONFIG)
+    if env_path:
+        return Path(env_path), True
+    return DEFAULT_CONFIG, False
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: this is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc if isinstance(part, str))
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = str(path) if path else "the environment"
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        key = ".".join(str(part) for part in loc)
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = f"is required: set it in the [{loc[0]}] table or as {_env_name(loc)}"
+        elif error["type"] == "extra_forbidden":
+            message = "is not a known setting (check the spelling against config.example.toml)"
+        source = where
+        if _env_name(loc) in os.environ:
+            source = f"{_env_name(loc)} in the environment"
+        lines.append(f"{source}: {key} {message}")
+    return "\n".join(lines)
+
+
+def load_settings(cli_path: str | Path | None = None) -> Settings:
+    """Read the config file and the environment; raise ConfigError with a readable reason."""
+    path, explicit = resolve_config_path(cli_path)
+    data: dict[str, Any] = {}
+    source: Path | None = None
+    if path.exists():
+        data, source = _read_toml(path), path
+    elif explicit:
+        raise ConfigError(f"{path}: the config file does not exist")
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None

@@ -1,0 +1,112 @@
+"""Forward-only schema migrations from numbered SQL files.
+
+`migrations/NNNN_name.sql` files are applied in order, each in one transaction with
+its row in the `schema_migrations` ledger. A database that records a version this
+code does not know is refused: it was written by a newer TopicDesk.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from storage.db import create_private_file
+
+MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)
+"""
+
+
+class MigrationError(Exception):
+    """The schema cannot be brought up to date; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations_dir() -> Path:
+    """Where the SQL files are: inside the installed package, or the checkout's folder."""
+    packaged = resources.files("storage") / "migrations"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def discover(folder: Path | None = None) -> list[Migration]:
+    """All migrations in `folder`, in order; gaps and duplicates are errors."""
+    folder = folder or migrations_dir()
+    found: list[Migration] = []
+    for path in sorted(folder.glob("*.sql")):
+        match = MIGRATION_FILE.match(path.name)
+        if not match:
+            raise MigrationError(f"{path}: name it NNNN_name.sql (four digits, lower case)")
+        found.append(Migration(int(match[1]), match[2], path.read_text(encoding="utf-8")))
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise MigrationError(f"{folder}: migration {expected:04d} is missing or duplicated")
+    if not found:
+        raise MigrationError(f"{folder}: no migrations found; the installation is incomplete")
+    return found
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The highest version recorded in the ledger, 0 for a new database."""
+    conn.execute(LEDGER)
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(path: Path, folder: Path | None = None) -> list[Migration]:
+    """Bring the database at `path` up to date; return the migrations applied."""
+    known = discover(folder)
+    create_private_file(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        version = current_version(conn)
+        if version > known[-1].version:
+            raise MigrationError(
+                f"{path}: the database is at schema version {version}, newer than this "
+                f"TopicDesk knows ({known[-1].version}); upgrade TopicDesk or restore a backup"
+            )
+        applied = []
+        for migration in known[version:]:
+            _apply(conn, migration, path)
+            applied.append(migration)
+        return applied
+    finally:
+        conn.close()
+
+
+def _apply(conn: sqlite3.Connection, migration: Migration, path: Path) -> None:
+    # executescript runs the whole file; wrapping it in BEGIN/COMMIT makes the file
+    # and its ledger row one transaction. Version and name come from the file name's
+    # strict pattern, so formatting them into SQL is safe.
+    script = (
+        "BEGIN IMMEDIATE;\n"
+        f"{migration.sql}\n;\n"
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES "
+        f"({migration.version}, '{migration.name}', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'));\n"
+        "COMMIT;"
+    )
+    try:
+        conn.executescript(script)
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise MigrationError(
+            f"{path}: migration {migration.version:04d}_{migration.name} failed: {exc}"
+        ) from None
