@@ -1,0 +1,1 @@
+"""From the outbox to Telegram: the sender and what shapes its calls."""

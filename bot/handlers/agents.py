@@ -1,0 +1,96 @@
+"""The agents' forum group: what an agent writes in a ticket's topic goes to the customer."""
+
+from __future__ import annotations
+
+import re
+
+import structlog
+from aiogram import Bot, F, Router
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message
+
+from bot.config import Settings
+from bot.handlers.common import after_commit, is_service, to_incoming
+from bot.services import tickets as desk
+from storage import tickets
+from storage.db import Conn
+from storage.tickets import Ticket
+
+log = structlog.stdlib.get_logger(__name__)
+
+CLOSE_BUTTON = re.compile(r"^ticket:(\d+):close$")
+
+
+def create_router(settings: Settings) -> Router:
+    """The agents' side: the support group only, and only messages inside topics.
+
+    Messages in the General topic carry no thread and are not topic messages, so
+    they never reach these handlers.
+    """
+    router = Router(name="agents")
+    group_id = settings.support.group_id
+    router.message.filter(F.chat.id == group_id, F.is_topic_message)
+    router.callback_query.filter(F.message.chat.id == group_id)
+    router.message.register(on_close, Command("close"))
+    router.message.register(on_topic_message)
+    router.callback_query.register(on_close_button, F.data.regexp(CLOSE_BUTTON))
+    return router
+
+
+def _from_a_person(message: Message, group_id: int) -> bool:
+    # Anonymous admins post as the group itself through a bot account; they are agents.
+    if message.sender_chat is not None:
+        return message.sender_chat.id == group_id
+    return message.from_user is not None and not message.from_user.is_bot
+
+
+async def _ticket_of(db: Conn, message: Message) -> Ticket | None:
+    ticket = await tickets.ticket_by_topic(db, message.chat.id, message.message_thread_id or 0)
+    if ticket is None:
+        log.info("message in a topic that belongs to no ticket, ignored")
+    else:
+        structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
+    return ticket
+
+
+async def on_topic_message(message: Message, db: Conn, settings: Settings) -> None:
+    """An agent wrote in a topic: relay it to the ticket's customer."""
+    if is_service(message) or not _from_a_person(message, settings.support.group_id):
+        return
+    ticket = await _ticket_of(db, message)
+    if ticket is None:
+        return
+    incoming = to_incoming(message)
+    key = f"agent:{incoming.chat_id}:{incoming.message_id}"
+    if not ticket.is_open:
+        note = f"Ticket #{ticket.id} is closed: the customer will not see this message."
+        await desk.notify_agents(db, ticket, note, key)
+        return
+    if not incoming.relayable:
+        await desk.notify_agents(
+            db, ticket, "This kind of message can't be sent to a customer.", key
+        )
+        return
+    await desk.relay(db, ticket, incoming, "to_customer")
+
+
+async def on_close(message: Message, db: Conn, settings: Settings) -> None:
+    """/close in a topic closes its ticket."""
+    ticket = await _ticket_of(db, message)
+    if ticket is None or message.from_user is None:
+        return
+    if not await desk.close_ticket(db, settings, ticket, message.from_user.id):
+        key = f"agent:{message.chat.id}:{message.message_id}"
+        await desk.notify_agents(db, ticket, f"Ticket #{ticket.id} is already closed.", key)
+
+
+async def on_close_button(query: CallbackQuery, bot: Bot, db: Conn, settings: Settings) -> None:
+    """The card's Close button."""
+    match = CLOSE_BUTTON.match(query.data or "")
+    assert match is not None
+    ticket = await tickets.get_ticket(db, int(match[1]))
+    closed = ticket is not None and await desk.close_ticket(
+        db, settings, ticket, query.from_user.id
+    )
+    text = "Ticket closed." if closed else "This ticket is already closed."
+    after_commit(db, lambda: bot.answer_callback_query(query.id, text=text), "answer close button")

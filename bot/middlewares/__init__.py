@@ -1,0 +1,1 @@
+"""Cross-cutting concerns around every update."""

@@ -1,0 +1,1 @@
+"""The support desk's rules: plain functions over storage, no Telegram types."""

@@ -1,0 +1,249 @@
+"""Ticket rules: open a ticket with its topic and card, relay both ways, close it.
+
+Every function runs inside the update's transaction and says what Telegram must be
+told by writing outbox rows; the sender delivers them after the commit.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from bot.config import Settings
+from bot.services import cards
+from bot.services.incoming import Incoming
+from storage import messages, outbox, tickets
+from storage.db import Conn
+from storage.messages import Direction
+from storage.outbox import PRIORITY_CARD, PRIORITY_CUSTOMER, PRIORITY_NOTICE, Outgoing
+from storage.tickets import Answer, Customer, Ticket
+
+log = structlog.stdlib.get_logger(__name__)
+
+# Album parts arrive as separate updates within a moment of each other; the album is
+# sent once no new part has come for this long.
+ALBUM_WAIT = 1.5
+
+
+async def remember_customer(db: Conn, message: Incoming) -> Customer:
+    """Save the customer's profile as Telegram shows it now."""
+    return await tickets.save_customer(
+        db, message.sender_id, message.sender_name, message.sender_username, message.language_code
+    )
+
+
+async def open_ticket(
+    db: Conn,
+    settings: Settings,
+    customer: Customer,
+    answers: list[Answer],
+    started_at: str,
+    kept: list[Incoming],
+) -> Ticket:
+    """Open a ticket: its topic, its card, what the customer sent meanwhile, a confirmation."""
+    subject = next((a.value for a in answers if a.value), "")
+    ticket = await tickets.open_ticket(
+        db,
+        customer.user_id,
+        subject=subject,
+        answers=answers,
+        group_chat_id=settings.support.group_id,
+        created_at=started_at,
+    )
+    structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
+    group = ticket.group_chat_id
+    topic: dict[str, object] = {"name": cards.topic_name(ticket.id, customer.full_name, subject)}
+    if settings.support.topic_icon_color:
+        topic["icon_color"] = settings.support.topic_icon_color
+    await outbox.enqueue(
+        db,
+        Outgoing(
+            key=f"ticket:{ticket.id}:topic",
+            purpose="topic",
+            method="createForumTopic",
+            params=topic,
+            chat_id=group,
+            ticket_id=ticket.id,
+        ),
+    )
+    await outbox.enqueue(db, _card(ticket, customer, key=f"ticket:{ticket.id}:card"))
+    for message in kept:
+        await relay(db, ticket, message, "to_agents")
+    await notify_customer(
+        db,
+        ticket,
+        settings.texts.ticket_created.format(ticket=ticket.id),
+        key=f"ticket:{ticket.id}:created",
+    )
+    log.info("ticket opened", customer_id=customer.user_id, topic=topic["name"])
+    return ticket
+
+
+def _card(ticket: Ticket, customer: Customer, key: str) -> Outgoing:
+    return Outgoing(
+        key=key,
+        purpose="card",
+        method="sendMessage",
+        params={
+            "text": cards.card_text(ticket, customer),
+            "parse_mode": "HTML",
+            "reply_markup": {"inline_keyboard": cards.card_buttons(ticket)},
+            "_topic": True,
+        },
+        chat_id=ticket.group_chat_id,
+        ticket_id=ticket.id,
+        priority=PRIORITY_CUSTOMER,
+    )
+
+
+async def relay(db: Conn, ticket: Ticket, message: Incoming, direction: Direction) -> None:
+    """Record `message` and queue its copy to the other side of the ticket."""
+    link = await messages.add_message(
+        db,
+        ticket_id=ticket.id,
+        direction=direction,
+        source_chat_id=message.chat_id,
+        source_message_id=message.message_id,
+        sender_id=message.sender_id,
+        kind=message.kind,
+        text=message.text,
+        media_group_id=message.media_group_id,
+        sent_at=message.date,
+    )
+    if link is None:
+        log.info("message already relayed", message_id=message.message_id)
+        return
+    to_agents = direction == "to_agents"
+    target = ticket.group_chat_id if to_agents else ticket.customer_id
+    params: dict[str, object] = {"from_chat_id": message.chat_id}
+    if to_agents:
+        params["_topic"] = True
+    if message.reply_to_message_id:
+        params["_reply_to"] = message.reply_to_message_id
+    if message.media_group_id:
+        key = f"album:{message.chat_id}:{message.media_group_id}"
+        params["_album"] = message.media_group_id
+        created = await outbox.enqueue(
+            db,
+            Outgoing(
+                key=key,
+                purpose="album",
+                method="copyMessages",
+                params=params,
+                chat_id=target,
+                ticket_id=ticket.id,
+                delay=ALBUM_WAIT,
+            ),
+        )
+        if created is None:
+            await outbox.hold_back(db, key, ALBUM_WAIT)
+        return
+    params["message_id"] = message.message_id
+    await outbox.enqueue(
+        db,
+        Outgoing(
+            key=f"relay:{message.chat_id}:{message.message_id}",
+            purpose="relay",
+            method="copyMessage",
+            params=params,
+            chat_id=target,
+            ticket_id=ticket.id,
+            message_id=link,
+            priority=PRIORITY_CUSTOMER,
+        ),
+    )
+
+
+async def notify_customer(db: Conn, ticket: Ticket, text: str, key: str) -> None:
+    """Queue a message from the desk to the ticket's customer."""
+    await say(db, ticket.customer_id, text, key, ticket_id=ticket.id)
+
+
+async def notify_agents(db: Conn, ticket: Ticket, text: str, key: str) -> None:
+    """Queue a note for the agents in the ticket's topic."""
+    await outbox.enqueue(
+        db,
+        Outgoing(
+            key=key,
+            purpose="notice",
+            method="sendMessage",
+            params={"text": text, "_topic": True},
+            chat_id=ticket.group_chat_id,
+            ticket_id=ticket.id,
+            priority=PRIORITY_NOTICE,
+        ),
+    )
+
+
+async def say(
+    db: Conn,
+    chat_id: int,
+    text: str,
+    key: str,
+    *,
+    buttons: tuple[tuple[str, str], ...] = (),
+    ticket_id: int | None = None,
+) -> None:
+    """Queue a plain-text message to a chat, with optional callback buttons."""
+    params: dict[str, object] = {"chat_id": chat_id, "text": text}
+    if buttons:
+        params["reply_markup"] = {
+            "inline_keyboard": [[{"text": label, "callback_data": data}] for label, data in buttons]
+        }
+    await outbox.enqueue(
+        db,
+        Outgoing(
+            key=key,
+            purpose="notice",
+            method="sendMessage",
+            params=params,
+            chat_id=chat_id,
+            ticket_id=ticket_id,
+            priority=PRIORITY_NOTICE,
+        ),
+    )
+
+
+async def close_ticket(db: Conn, settings: Settings, ticket: Ticket, actor_id: int) -> bool:
+    """Close a ticket: card, topic and customer are told. False if it was closed already."""
+    if not ticket.is_open:
+        return False
+    await tickets.set_status(db, ticket.id, "closed", actor_id)
+    closed = await tickets.get_ticket(db, ticket.id)
+    customer = await tickets.get_customer(db, ticket.customer_id)
+    assert closed is not None
+    assert customer is not None
+    event = f"ticket:{ticket.id}:closed:{closed.closed_at}"
+    await outbox.enqueue(
+        db,
+        Outgoing(
+            key=f"{event}:card",
+            purpose="card_edit",
+            method="editMessageText",
+            params={
+                "text": cards.card_text(closed, customer),
+                "parse_mode": "HTML",
+                "reply_markup": {"inline_keyboard": []},
+                "_card": True,
+            },
+            chat_id=closed.group_chat_id,
+            ticket_id=closed.id,
+            priority=PRIORITY_CARD,
+        ),
+    )
+    await notify_customer(
+        db, closed, settings.texts.ticket_closed.format(ticket=closed.id), key=f"{event}:customer"
+    )
+    await outbox.enqueue(
+        db,
+        Outgoing(
+            key=f"{event}:topic",
+            purpose="topic_close",
+            method="closeForumTopic",
+            params={"_topic": True},
+            chat_id=closed.group_chat_id,
+            ticket_id=closed.id,
+            priority=PRIORITY_CARD,
+        ),
+    )
+    log.info("ticket closed", ticket_id=ticket.id, actor_id=actor_id)
+    return True
