@@ -20,18 +20,25 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _config_option(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
         "--config",
         metavar="PATH",
+        default=default,
         help="TOML config file (default: $TOPICDESK_CONFIG, else ./config.toml)",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --config is accepted before or after the command; the command's copy must not
+    # overwrite a value given before it, hence SUPPRESS there.
+    common = argparse.ArgumentParser(add_help=False)
+    _config_option(common, argparse.SUPPRESS)
     parser = argparse.ArgumentParser(
         prog="topicdesk",
         description="A helpdesk inside Telegram: every ticket a forum topic.",
-        parents=[common],
     )
+    _config_option(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", parents=[common], help="serve customers and agents")
     commands.add_parser("migrate", parents=[common], help="bring the database schema up to date")

@@ -248,7 +248,7 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
 def _describe(exc: ValidationError, path: Path | None) -> str:
     where = str(path) if path else "the environment"
     lines = []
-    for error in exc.errors(include_url=False):
+    for error in _expand_missing_tables(exc.errors(include_url=False)):
         loc = tuple(error["loc"])
         key = ".".join(str(part) for part in loc)
         message = error["msg"].removeprefix("Value error, ")
@@ -261,6 +261,26 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
             source = f"{_env_name(loc)} in the environment"
         lines.append(f"{source}: {key} {message}")
     return "\n".join(lines)
+
+
+def _expand_missing_tables(errors: list[Any]) -> list[Any]:
+    """A missing table is reported as its required keys, which is what must be set."""
+    expanded = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        field = Settings.model_fields.get(str(loc[0])) if len(loc) == 1 else None
+        section = field.annotation if field is not None else None
+        if (
+            error["type"] == "missing"
+            and isinstance(section, type)
+            and issubclass(section, BaseModel)
+        ):
+            for name, sub in section.model_fields.items():
+                if sub.is_required():
+                    expanded.append({**error, "loc": (*loc, name)})
+        else:
+            expanded.append(error)
+    return expanded
 
 
 def load_settings(cli_path: str | Path | None = None) -> Settings:

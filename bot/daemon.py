@@ -39,32 +39,59 @@ async def publish_commands(bot: Bot, settings: Settings) -> None:
         log.warning("could not publish the command menu", error=exc.message)
 
 
+class Daemon:
+    """TopicDesk running: the poller feeding handlers, the sender draining the outbox."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.poller: Poller | None = None
+        self.sender: Sender | None = None
+        self._stop_requested = False
+
+    def stop(self) -> None:
+        """Ask the daemon to stop: finish the update in hand and the sends in flight."""
+        self._stop_requested = True
+        if self.poller is not None:
+            self.poller.stop()
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Migrate, check, serve until stop() (or SIGTERM/SIGINT), then close everything.
+
+        Raises StartupError when TopicDesk cannot start, with the reason in one sentence.
+        """
+        settings = self.settings
+        applied = migrate(settings.storage.path)
+        if applied:
+            log.info("database migrated", path=str(settings.storage.path), to=applied[-1].version)
+        database = await Database.open(settings.storage.path)
+        bot = make_bot(settings)
+        try:
+            await prepare(bot, settings)
+            await publish_commands(bot, settings)
+            self.sender = Sender(bot, database)
+            self.poller = Poller(
+                bot,
+                create_dispatcher(settings, database),
+                database,
+                polling_timeout=settings.telegram.polling_timeout,
+                on_commit=self.sender.wake,
+            )
+            if handle_signals:
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(signum, self.stop)
+            if self._stop_requested:
+                self.poller.stop()
+            await _run(self.poller, self.sender)
+        finally:
+            await bot.session.close()
+            await database.close()
+            log.info("stopped")
+
+
 async def serve(settings: Settings) -> None:
     """Run TopicDesk until SIGTERM or SIGINT; raise StartupError if it cannot start."""
-    applied = migrate(settings.storage.path)
-    if applied:
-        log.info("database migrated", path=str(settings.storage.path), to=applied[-1].version)
-    database = await Database.open(settings.storage.path)
-    bot = make_bot(settings)
-    try:
-        await prepare(bot, settings)
-        await publish_commands(bot, settings)
-        sender = Sender(bot, database)
-        poller = Poller(
-            bot,
-            create_dispatcher(settings, database),
-            database,
-            polling_timeout=settings.telegram.polling_timeout,
-            on_commit=sender.wake,
-        )
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, poller.stop)
-        await _run(poller, sender)
-    finally:
-        await bot.session.close()
-        await database.close()
-        log.info("stopped")
+    await Daemon(settings).run()
 
 
 async def _run(poller: Poller, sender: Sender) -> None:

@@ -65,6 +65,12 @@ def token_secrets(token: str) -> list[str]:
     return secrets
 
 
+def _scrub_line(logger: WrappedLogger, method: str, line: Any) -> Any:
+    if isinstance(line, bytes):
+        return redactor.scrub(line.decode()).encode()
+    return redactor.scrub(line)
+
+
 def configure_logging(
     level: str = "INFO",
     fmt: str = "auto",
@@ -97,6 +103,9 @@ def configure_logging(
             structlog.processors.format_exc_info,
             redactor,
             renderer,
+            # Last, on the finished line: values of any type (URLs, paths) rendered to
+            # text can carry a secret the redactor above could not see.
+            _scrub_line,
         ],
     )
     handler = logging.StreamHandler(stream)

@@ -59,10 +59,16 @@ class Conn:
         self._conn = conn
         self._after_commit: list[AfterCommit] = []
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run a statement; return the last row id it inserted (0 when none)."""
+    async def execute(self, sql: str, params: Params = ()) -> None:
+        """Run a statement."""
         cursor = await self._conn.execute(sql, params)
-        rowid = cursor.lastrowid or 0
+        await cursor.close()
+
+    async def insert(self, sql: str, params: Params = ()) -> int | None:
+        """Run an INSERT; return the new row's id, or None if it inserted nothing."""
+        cursor = await self._conn.execute(sql, params)
+        # lastrowid keeps the previous insert's id after ON CONFLICT DO NOTHING.
+        rowid = cursor.lastrowid if cursor.rowcount > 0 else None
         await cursor.close()
         return rowid
 

@@ -57,7 +57,7 @@ async def add_message(
     sent_at: str,
 ) -> int | None:
     """Record a message to relay; None if this message was recorded already."""
-    rowid = await db.execute(
+    return await db.insert(
         """
         INSERT INTO messages (ticket_id, direction, source_chat_id, source_message_id,
                               sender_id, kind, text, media_group_id, sent_at)
@@ -76,7 +76,6 @@ async def add_message(
             sent_at,
         ),
     )
-    return rowid or None
 
 
 async def get_message(db: Conn, message_id: int) -> RelayedMessage | None:

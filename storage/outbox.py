@@ -72,7 +72,7 @@ def _later(seconds: float) -> str:
 async def enqueue(db: Conn, item: Outgoing) -> int | None:
     """Write an outbox row; None when a row with the same key exists already."""
     now = utcnow()
-    rowid = await db.execute(
+    return await db.insert(
         """
         INSERT INTO outbox (idempotency_key, purpose, method, params, chat_id, ticket_id,
                             message_id, priority, not_before, created_at, updated_at)
@@ -93,7 +93,6 @@ async def enqueue(db: Conn, item: Outgoing) -> int | None:
             now,
         ),
     )
-    return rowid or None
 
 
 async def hold_back(db: Conn, key: str, seconds: float) -> None:

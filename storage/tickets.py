@@ -112,7 +112,7 @@ async def open_ticket(
 ) -> Ticket:
     """Store a new open ticket; its number is the next in sequence."""
     now = utcnow()
-    ticket_id = await db.execute(
+    ticket_id = await db.insert(
         """
         INSERT INTO tickets (customer_id, subject, answers, group_chat_id, created_at, updated_at)
         VALUES (?, ?, ?, ?, ?, ?)
@@ -126,6 +126,7 @@ async def open_ticket(
             now,
         ),
     )
+    assert ticket_id is not None
     await add_event(db, ticket_id, "opened", customer_id)
     ticket = await get_ticket(db, ticket_id)
     assert ticket is not None
