@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bot.delivery.payload import html_to_entities
+
 ENV_PREFIX = "TOPICDESK_"
 ENV_CONFIG = "TOPICDESK_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
@@ -40,6 +42,17 @@ class ConfigError(Exception):
 class _Section(BaseModel):
     # A typo in a key must be reported, not silently ignored.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _telegram_html(value: str) -> str:
+    """Texts are sent as Telegram HTML: refuse at start-up what Telegram would refuse later."""
+    try:
+        html_to_entities(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"is not valid Telegram HTML ({exc}); write &lt; &gt; &amp; for < > &"
+        ) from None
+    return value
 
 
 class TelegramSettings(_Section):
@@ -89,6 +102,24 @@ class SupportSettings(_Section):
         return value
 
 
+class DeliverySettings(_Section):
+    """How the sender paces and retries. The defaults follow Telegram's published limits."""
+
+    global_per_second: int = Field(default=30, ge=1)
+    private_per_second: float = Field(default=1.0, gt=0)
+    private_burst: int = Field(default=3, ge=1)
+    group_per_window: int = Field(default=20, ge=1)
+    group_window: float = Field(default=60.0, gt=0)
+    margin: float = Field(default=0.05, ge=0)
+    max_attempts: int = Field(default=8, ge=1)
+    base_delay: float = Field(default=1.0, gt=0)
+    max_delay: float = Field(default=300.0, gt=0)
+    retry_margin: float = Field(default=0.25, ge=0)
+    breaker_threshold: int = Field(default=5, ge=1)
+    probe_interval: float = Field(default=10.0, gt=0)
+    album_wait: float = Field(default=1.5, ge=0)
+
+
 class StorageSettings(_Section):
     path: Path = Path("topicdesk.db")
 
@@ -116,6 +147,11 @@ class Question(_Section):
     pattern: str = ""
     error: str = ""
     optional: bool = False
+
+    @field_validator("prompt", "error")
+    @classmethod
+    def _html(cls, value: str) -> str:
+        return _telegram_html(value)
 
     @model_validator(mode="after")
     def _check_kind(self) -> Question:
@@ -174,7 +210,10 @@ class IntakeSettings(_Section):
 
 
 class TextsSettings(_Section):
-    """What the bot says to customers; translate freely. `{ticket}` is the ticket number."""
+    """What the bot says to customers, in Telegram HTML; translate freely.
+
+    `{ticket}` is the ticket number; `{size}` and `{limit}` are megabytes.
+    """
 
     greeting: str = "Hello! Let's open a support ticket. A few quick questions first."
     ticket_created: str = (
@@ -187,7 +226,26 @@ class TextsSettings(_Section):
         "Sorry, we can't pass this kind of message on. Please send text, a photo or a file."
     )
     ticket_closed: str = "Your ticket #{ticket} is closed. Write to us any time to open a new one."
-    skip_button: str = "Skip"
+    skip_button: str = "Skip"  # a button label: plain text
+    not_delivered_to_agents: str = "⚠ we could not pass this message to an agent; please try again"
+    file_too_large: str = (
+        "This file is too large to pass on ({size} MB; the limit is {limit} MB). "
+        "Please send a smaller file or a link."
+    )
+
+    @field_validator(
+        "greeting",
+        "ticket_created",
+        "cancelled",
+        "nothing_to_cancel",
+        "unsupported",
+        "ticket_closed",
+        "not_delivered_to_agents",
+        "file_too_large",
+    )
+    @classmethod
+    def _html(cls, value: str) -> str:
+        return _telegram_html(value)
 
 
 class Settings(BaseSettings):
@@ -203,6 +261,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings
     support: SupportSettings
     storage: StorageSettings = StorageSettings()
+    delivery: DeliverySettings = DeliverySettings()
     logging: LoggingSettings = LoggingSettings()
     intake: IntakeSettings = IntakeSettings()
     texts: TextsSettings = TextsSettings()

@@ -68,7 +68,7 @@ class Daemon:
         try:
             await prepare(bot, settings)
             await publish_commands(bot, settings)
-            self.sender = Sender(bot, database)
+            self.sender = Sender(bot, database, settings)
             self.poller = Poller(
                 bot,
                 create_dispatcher(settings, database),

@@ -26,6 +26,7 @@ from aiogram.types import ChatMemberAdministrator, User
 from aiogram.utils.token import TokenValidationError
 
 from bot.config import Settings
+from bot.delivery.ratelimit import Limits, RateLimiter
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -54,12 +55,28 @@ def make_bot(settings: Settings) -> Bot:
     )
     session = AiohttpSession(api=api, timeout=settings.telegram.request_timeout)
     try:
-        return Bot(settings.telegram.token.get_secret_value(), session=session)
+        bot = Bot(settings.telegram.token.get_secret_value(), session=session)
     except TokenValidationError:
         raise StartupError(
             "telegram.token is not a bot token (it looks like 123456:ABC-DEF...): "
             "copy it again from @BotFather"
         ) from None
+    # Every request passes the rate limiter, whoever makes it.
+    bot.session.middleware(RateLimiter(limits_of(settings)))
+    return bot
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The rate limiter's budgets from the [delivery] settings."""
+    delivery = settings.delivery
+    return Limits(
+        global_per_second=delivery.global_per_second,
+        private_per_second=delivery.private_per_second,
+        private_burst=delivery.private_burst,
+        group_per_window=delivery.group_per_window,
+        group_window=delivery.group_window,
+        margin=delivery.margin,
+    )
 
 
 async def identify(bot: Bot, settings: Settings) -> User:

@@ -105,17 +105,51 @@ async def hold_back(db: Conn, key: str, seconds: float) -> None:
 
 
 async def heads(db: Conn) -> list[OutboxItem]:
-    """The first unfinished row of every chat: each chat's queue is served in order."""
+    """The next row of every chat: by priority, then in the order written."""
     rows = await db.fetchall(
         """
-        SELECT o.* FROM outbox AS o
-        JOIN (SELECT chat_id, MIN(id) AS id FROM outbox
-              WHERE state IN ('pending', 'sending') GROUP BY chat_id) AS head
-          ON head.id = o.id
-        ORDER BY o.priority, o.id
+        SELECT * FROM (
+            SELECT *, ROW_NUMBER() OVER (PARTITION BY chat_id ORDER BY priority, id) AS place
+            FROM outbox WHERE state IN ('pending', 'sending')
+        ) WHERE place = 1
+        ORDER BY priority, id
         """
     )
     return [_item(row) for row in rows]
+
+
+async def supersede(db: Conn, ticket_id: int, purpose: str) -> int:
+    """Drop unsent rows of `purpose` for a ticket that a newer one replaces (card edits)."""
+    return await db.execute_count(
+        "DELETE FROM outbox WHERE ticket_id = ? AND purpose = ? AND state = 'pending'"
+        " AND attempts = 0",
+        (ticket_id, purpose),
+    )
+
+
+async def requeue(db: Conn, item_id: int) -> None:
+    """Give a dead row a fresh start."""
+    await db.execute(
+        "UPDATE outbox SET state = 'pending', attempts = 0, not_before = ?, updated_at = ?"
+        " WHERE id = ?",
+        (utcnow(), utcnow(), item_id),
+    )
+
+
+async def record_attempt(db: Conn, item_id: int, error: str) -> None:
+    """Note a failed attempt that will be retried in place."""
+    await db.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
+        (error, utcnow(), item_id),
+    )
+
+
+async def move_chat(db: Conn, old_chat_id: int, new_chat_id: int) -> None:
+    """Point unsent rows at a group's new id after it was upgraded."""
+    await db.execute(
+        "UPDATE outbox SET chat_id = ? WHERE chat_id = ? AND state IN ('pending', 'sending')",
+        (new_chat_id, old_chat_id),
+    )
 
 
 async def get_item(db: Conn, item_id: int) -> OutboxItem | None:
@@ -166,4 +200,22 @@ async def depth(db: Conn) -> int:
     """How many rows still wait to be sent."""
     return int(
         await db.fetchval("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')")
+    )
+
+
+async def has_unsent(db: Conn, ticket_id: int, purpose: str) -> bool:
+    """Whether a ticket still has a row of `purpose` waiting to go out."""
+    found = await db.fetchval(
+        "SELECT 1 FROM outbox WHERE ticket_id = ? AND purpose = ?"
+        " AND state IN ('pending', 'sending') LIMIT 1",
+        (ticket_id, purpose),
+    )
+    return found is not None
+
+
+async def replace_params(db: Conn, item_id: int, params: dict[str, Any]) -> None:
+    """Change what a row will send (e.g. the plain-text fallback of bad markup)."""
+    await db.execute(
+        "UPDATE outbox SET params = ?, updated_at = ? WHERE id = ?",
+        (json.dumps(params, ensure_ascii=False), utcnow(), item_id),
     )

@@ -195,3 +195,23 @@ async def add_event(
         " VALUES (?, ?, ?, ?, ?)",
         (ticket_id, kind, actor_id, json.dumps(detail) if detail else None, utcnow()),
     )
+
+
+async def move_group(db: Conn, old_chat_id: int, new_chat_id: int) -> int:
+    """Re-home every ticket of a group that Telegram gave a new id."""
+    return await db.execute_count(
+        "UPDATE tickets SET group_chat_id = ?, updated_at = ? WHERE group_chat_id = ?",
+        (new_chat_id, utcnow(), old_chat_id),
+    )
+
+
+async def clear_topic(db: Conn, ticket_id: int) -> None:
+    """Forget a ticket's deleted topic (a new one is being created)."""
+    await db.execute(
+        "UPDATE tickets SET thread_id = NULL, card_message_id = NULL, updated_at = ? WHERE id = ?",
+        (utcnow(), ticket_id),
+    )
+
+
+async def count_messages(db: Conn, ticket_id: int) -> int:
+    return int(await db.fetchval("SELECT COUNT(*) FROM messages WHERE ticket_id = ?", (ticket_id,)))

@@ -1,9 +1,11 @@
 """The sender: drains the outbox into the Bot API, one call in flight per chat.
 
-Each chat's rows go out in order; chats are independent, so one chat that waits
-(out of budget, or retrying) never holds back another. A row is marked `sending`
-before its call and `sent` with its effects (the topic's id, the copy's message id)
-in one transaction after it, so a restart resumes exactly where the last run stopped.
+Each chat's rows go out by priority, then in the order written; chats are independent,
+so one chat that waits (out of budget, or retrying) never holds back another. A row is
+marked `sending` before its call and `sent` with its effects (the topic's id, the copy's
+message id) in one transaction after it, so a restart resumes where the last run stopped.
+The rate limiter sits below, in the bot's request middleware; retries are tenacity's;
+what cannot be delivered becomes a dead letter and the other side is told.
 
 Params keys that start with `_` are instructions to the sender, resolved at send time
 from the store, because what they point at may not exist when the row is written:
@@ -15,62 +17,92 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from aiogram import Bot, methods
-from aiogram.exceptions import (
-    ClientDecodeError,
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
+from aiogram.exceptions import TelegramMigrateToChat, TelegramRetryAfter
 from aiogram.methods.base import TelegramMethod
 from pydantic import BaseModel
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    wait_random_exponential,
+)
 
-from storage import messages, outbox, tickets
+from bot.config import Settings
+from bot.delivery import payload
+from bot.delivery.breaker import CircuitBreaker, Outage
+from bot.delivery.errors import Failure, classify, reason
+from bot.services import cards
+from storage import deadletters, kv, messages, outbox, tickets
 from storage.db import Conn, Database, from_iso
-from storage.outbox import OutboxItem
+from storage.outbox import PRIORITY_NOTICE, OutboxItem, Outgoing
 
 log = structlog.stdlib.get_logger(__name__)
+
+# Recovery rows (a new topic, a reopened one) jump the queue of their group.
+PRIORITY_RECOVERY = -1
+NOT_READY_DELAY = 1.0
+# The sender looks at the outbox at least this often, so rows requeued by another
+# process (`topicdesk dlq retry`) go out without a restart.
+IDLE_LOOK = 5.0
 
 
 class NotReadyError(Exception):
     """The row depends on something not delivered yet; try again shortly."""
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryPolicy:
-    """How hard to try before a row becomes a dead letter."""
+class UndeliverableError(Exception):
+    """The row can never be delivered as it stands; the message says why."""
 
-    max_attempts: int = 8
-    base_delay: float = 1.0
-    max_delay: float = 300.0
 
-    def backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter, capped."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** max(attempt - 1, 0))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
+class BreakerOpenError(Exception):
+    """Telegram is failing; the row waits until the circuit breaker closes."""
+
+
+class _Budget:
+    """The retry budget of one call: 429s wait and do not count, other failures do."""
+
+    def __init__(self, max_attempts: int) -> None:
+        self.max_attempts = max_attempts
+        self.failures = 0
+
+    def exhausted(self, state: RetryCallState) -> bool:
+        return self.failures >= self.max_attempts
 
 
 class Sender:
     """Delivers outbox rows; wake() it after a commit that wrote some."""
 
-    def __init__(self, bot: Bot, db: Database, policy: DeliveryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        db: Database,
+        settings: Settings,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._bot = bot
         self._db = db
-        self._policy = policy or DeliveryPolicy()
+        self._settings = settings
+        self._policy = settings.delivery
+        self._sleep = sleep
         self._wake = asyncio.Event()
         self._stopping = False
         self._busy: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.delivered = 0
+        self.breaker = CircuitBreaker(self._policy.breaker_threshold)
+        self.stats: Counter[str] = Counter()
+        self.queued = 0
+
+    @property
+    def delivered(self) -> int:
+        return self.stats["sent"]
 
     def wake(self) -> None:
         """Look at the outbox now."""
@@ -84,9 +116,12 @@ class Sender:
             log.warning("resuming sends interrupted by the last stop", count=resumed)
         while not self._stopping:
             self._wake.clear()
+            if self.breaker.is_open:
+                await self._probe()
+                continue
             wait = await self._start_due()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                await asyncio.wait_for(self._wake.wait(), min(wait or IDLE_LOOK, IDLE_LOOK))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Start nothing new and let the calls in flight finish (their rows stay safe)."""
@@ -102,6 +137,7 @@ class Sender:
         """Start the due head of every idle chat; return seconds until the next is due."""
         async with self._db.reader() as db:
             heads = await outbox.heads(db)
+            self.queued = await outbox.depth(db)
         now = datetime.now(UTC)
         wait: float | None = None
         for item in heads:
@@ -117,6 +153,46 @@ class Sender:
             task.add_done_callback(self._tasks.discard)
         return wait
 
+    async def _probe(self) -> None:
+        """While the breaker is open: ask Telegram who we are until it answers."""
+        await asyncio.sleep(0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._policy.probe_interval)
+        if self._stopping:
+            return
+        try:
+            await self._bot.get_me()
+        except Exception as exc:  # noqa: BLE001 - any failure means still down
+            log.warning("Telegram still failing", error=reason(exc))
+            return
+        async with self._db.reader() as db:
+            queued = await outbox.depth(db)
+        outage = self.breaker.success(queued)
+        if outage is not None:
+            await self._report_outage(outage)
+
+    async def _report_outage(self, outage: Outage) -> None:
+        minutes, seconds = divmod(round(outage.seconds), 60)
+        text = (
+            f"✅ Sending to Telegram was down for {minutes} min {seconds} s; "
+            f"{outage.queued} messages were queued and are going out now."
+        )
+        async with self._db.transaction() as db:
+            for admin in self._settings.support.admin_ids:
+                await outbox.enqueue(
+                    db,
+                    Outgoing(
+                        key=f"outage:{self.breaker.trips}:{admin}",
+                        purpose="notice",
+                        method="sendMessage",
+                        params={"text": text},
+                        chat_id=admin,
+                        priority=PRIORITY_NOTICE,
+                    ),
+                )
+
+    # One row, start to end.
+
     async def _deliver(self, item: OutboxItem) -> None:
         try:
             with structlog.contextvars.bound_contextvars(
@@ -124,60 +200,115 @@ class Sender:
             ):
                 await self._attempt(item)
         except Exception:
-            log.exception("sender failed on an outbox row; it stays queued", outbox_id=item.id)
+            log.exception("sender failed on an outbox row; it stays queued")
+            async with self._db.transaction() as db:
+                await outbox.retry_later(db, item.id, self._policy.max_delay, "internal error")
         finally:
             self._busy.discard(item.chat_id)
             self._wake.set()
 
     async def _attempt(self, item: OutboxItem) -> None:
+        attempts = item.attempts + 1
         async with self._db.transaction() as db:
             await outbox.mark_sending(db, item.id)
-            try:
-                request, parts = await self._prepare(db, item)
-            except NotReadyError as exc:
-                await outbox.retry_later(db, item.id, 1.0, str(exc))
+            if attempts > self._policy.max_attempts + 3:
+                # Recoveries (new topic, plain text, new group id) each cost an attempt;
+                # a row that keeps needing them is not going to make it.
+                await self._bury(db, item, "gave up after repeated recoveries", attempts)
                 return
-        attempt = item.attempts + 1
-        chat_id = int(getattr(request, "chat_id", item.chat_id))
+            try:
+                plan, parts = await self._plan(db, item)
+            except NotReadyError as exc:
+                await outbox.retry_later(db, item.id, NOT_READY_DELAY, str(exc))
+                return
+            except UndeliverableError as exc:
+                await self._bury(db, item, str(exc), attempts)
+                return
         try:
-            result = await self._bot(request)
-        except TelegramRetryAfter as exc:
-            await self._retry(item, exc.retry_after, exc)
-        except (TelegramServerError, TelegramNetworkError, ClientDecodeError, TimeoutError) as exc:
-            if attempt >= self._policy.max_attempts:
-                await self._give_up(item, exc)
-            else:
-                await self._retry(item, self._policy.backoff(attempt), exc)
-        except TelegramBadRequest as exc:
-            if "message is not modified" in exc.message:
-                await self._succeeded(item, chat_id, parts, None)
-            else:
-                await self._give_up(item, exc)
-        except (TelegramForbiddenError, TelegramAPIError) as exc:
-            await self._give_up(item, exc)
-        else:
-            await self._succeeded(item, chat_id, parts, result)
+            results = [await self._call(item, request) for request in plan]
+        except BreakerOpenError:
+            async with self._db.transaction() as db:
+                await outbox.retry_later(
+                    db, item.id, self._policy.probe_interval, "Telegram is down"
+                )
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure is sorted below
+            await self._failed(item, exc, attempts)
+            return
+        chat_id = int(getattr(plan[0], "chat_id", item.chat_id))
+        await self._succeeded(item, chat_id, parts, results[0])
 
-    async def _prepare(
+    async def _call(self, item: OutboxItem, request: TelegramMethod[Any]) -> Any:
+        """One Bot API call with tenacity's retries; 429s wait exactly retry_after."""
+        budget = _Budget(self._policy.max_attempts)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(self._retryable),
+            wait=self._wait,
+            stop=budget.exhausted,
+            before_sleep=self._before_sleep(item),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    result = await self._bot(request)
+                except Exception as exc:
+                    kind = classify(exc)
+                    self.stats[f"error:{kind.value}"] += 1
+                    if kind is Failure.TRANSIENT:
+                        budget.failures += 1
+                        self.breaker.failure(self.queued)
+                    if kind in {Failure.RATE_LIMITED, Failure.TRANSIENT} and self.breaker.is_open:
+                        raise BreakerOpenError from exc
+                    raise
+        self.breaker.success(self.queued)
+        return result
+
+    def _retryable(self, exc: BaseException) -> bool:
+        return classify(exc) in {Failure.RATE_LIMITED, Failure.TRANSIENT}
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TelegramRetryAfter):
+            return exc.retry_after + self._policy.retry_margin
+        backoff = wait_random_exponential(
+            multiplier=self._policy.base_delay, max=self._policy.max_delay
+        )
+        return float(backoff(state))
+
+    def _before_sleep(self, item: OutboxItem) -> Callable[[RetryCallState], Awaitable[None]]:
+        async def note(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = state.upcoming_sleep
+            self.stats["retries"] += 1
+            log.warning(
+                "send failed, retrying",
+                method=item.method,
+                retry_in=round(delay, 2),
+                error=reason(exc) if exc else "",
+            )
+            async with self._db.transaction() as db:
+                await outbox.record_attempt(db, item.id, reason(exc) if exc else "")
+
+        return note
+
+    # Turning a row into requests.
+
+    async def _plan(
         self, db: Conn, item: OutboxItem
-    ) -> tuple[TelegramMethod[Any], list[messages.RelayedMessage]]:
-        """Turn a row into a Bot API request, resolving what it refers to."""
+    ) -> tuple[list[TelegramMethod[Any]], list[messages.RelayedMessage]]:
+        """The Bot API requests that deliver a row, with what it refers to resolved."""
         params = {key: value for key, value in item.params.items() if not key.startswith("_")}
         params.setdefault("chat_id", item.chat_id)
-        parts: list[messages.RelayedMessage] = []
-        if item.params.get("_topic") or item.params.get("_card") or item.purpose == "topic":
-            ticket = await tickets.get_ticket(db, item.ticket_id or 0)
-            if ticket is None:
-                raise NotReadyError(f"ticket {item.ticket_id} is missing")
-            params["chat_id"] = ticket.group_chat_id
-            if item.params.get("_topic"):
-                if ticket.thread_id is None:
-                    raise NotReadyError("the ticket's topic is not created yet")
-                params["message_thread_id"] = ticket.thread_id
-            if item.params.get("_card"):
-                if ticket.card_message_id is None:
-                    raise NotReadyError("the ticket's card is not posted yet")
-                params["message_id"] = ticket.card_message_id
+        if item.chat_id > 0:
+            customer = await tickets.get_customer(db, item.chat_id)
+            if customer is not None and customer.unreachable:
+                raise UndeliverableError(customer.unreachable)
+        if item.ticket_id is not None and (
+            item.params.get("_topic") or item.params.get("_card") or item.purpose == "topic"
+        ):
+            await self._aim_at_ticket(db, item, params)
         reply_to = item.params.get("_reply_to")
         if reply_to:
             other = await messages.counterpart(db, int(item.params["from_chat_id"]), int(reply_to))
@@ -186,11 +317,32 @@ class Sender:
                     "message_id": other[1],
                     "allow_sending_without_reply": True,
                 }
+        parts: list[messages.RelayedMessage] = []
         album = item.params.get("_album")
         if album:
             parts = await messages.album_parts(db, int(item.params["from_chat_id"]), str(album))
             params["message_ids"] = [part.source_message_id for part in parts]
-        return _request(item.method, params), parts
+        return [_request(item.method, p) for p in _fit(item.method, params)], parts
+
+    async def _aim_at_ticket(self, db: Conn, item: OutboxItem, params: dict[str, Any]) -> None:
+        ticket = await tickets.get_ticket(db, item.ticket_id or 0)
+        if ticket is None:
+            raise UndeliverableError(f"ticket {item.ticket_id} does not exist")
+        params["chat_id"] = ticket.group_chat_id
+        if item.params.get("_topic"):
+            if ticket.thread_id is None:
+                if await outbox.has_unsent(db, ticket.id, "topic"):
+                    raise NotReadyError("the ticket's topic is not created yet")
+                raise UndeliverableError("the ticket's topic could not be created")
+            params["message_thread_id"] = ticket.thread_id
+        if item.params.get("_card"):
+            if ticket.card_message_id is None:
+                if await outbox.has_unsent(db, ticket.id, "card"):
+                    raise NotReadyError("the ticket's card is not posted yet")
+                raise UndeliverableError("the ticket has no card to edit")
+            params["message_id"] = ticket.card_message_id
+
+    # Outcomes.
 
     async def _succeeded(
         self,
@@ -202,7 +354,7 @@ class Sender:
         async with self._db.transaction() as db:
             if item.purpose == "topic":
                 await tickets.set_topic(db, item.ticket_id or 0, chat_id, result.message_thread_id)
-            elif item.purpose == "card":
+            elif item.purpose == "card" and result is not None:
                 await tickets.set_card(db, item.ticket_id or 0, result.message_id)
             elif item.purpose == "relay" and item.message_id is not None:
                 await messages.mark_delivered(db, item.message_id, chat_id, result.message_id)
@@ -210,29 +362,217 @@ class Sender:
                 for part, copy in zip(parts, result or [], strict=False):
                     await messages.mark_delivered(db, part.id, chat_id, copy.message_id)
             await outbox.mark_sent(db, item.id, _dump(result))
-        self.delivered += 1
+        self.stats["sent"] += 1
+        self.stats[f"sent:{item.method}"] += 1
         log.debug("delivered", method=item.method, purpose=item.purpose)
 
-    async def _retry(self, item: OutboxItem, delay: float, exc: BaseException) -> None:
+    async def _failed(self, item: OutboxItem, exc: BaseException, attempts: int) -> None:
+        """Sort a failure that retrying did not cure: recover, or bury and tell."""
+        kind = classify(exc)
+        why = reason(exc)
         async with self._db.transaction() as db:
-            await outbox.retry_later(db, item.id, delay, _describe(exc))
+            if kind is Failure.NOT_MODIFIED:
+                await outbox.mark_sent(db, item.id, None)
+                return
+            if kind is Failure.UNREACHABLE and item.chat_id > 0:
+                await tickets.set_unreachable(db, item.chat_id, why)
+                log.warning("customer unreachable", reason=why)
+            elif kind is Failure.TOPIC_GONE and item.ticket_id is not None:
+                await self._replace_topic(db, item, attempts)
+                return
+            elif kind is Failure.TOPIC_CLOSED and item.ticket_id is not None:
+                await self._reopen_topic(db, item, attempts)
+                return
+            elif kind is Failure.BAD_MARKUP and item.params.get("parse_mode"):
+                await outbox.replace_params(db, item.id, _plain(item.params))
+                await outbox.retry_later(db, item.id, 0, why)
+                log.warning("Telegram could not parse the markup; sending as plain text")
+                return
+            elif kind is Failure.MIGRATED and isinstance(exc, TelegramMigrateToChat):
+                await self._follow_migration(db, item.chat_id, exc.migrate_to_chat_id)
+                await outbox.retry_later(db, item.id, 0, why)
+                return
+            await self._bury(db, item, why, attempts)
+
+    async def _bury(self, db: Conn, item: OutboxItem, why: str, attempts: int) -> None:
+        """Make the row a dead letter and tell the side that is waiting for it."""
+        letter = await deadletters.bury(db, item, why, attempts)
+        self.stats["dead"] += 1
+        log.error(
+            "not delivered: kept as a dead letter", letter=letter, method=item.method, error=why
+        )
+        if item.purpose not in {"relay", "album"} or item.ticket_id is None:
+            return
+        ticket = await tickets.get_ticket(db, item.ticket_id)
+        if ticket is None:
+            return
+        if item.chat_id == ticket.customer_id:
+            await outbox.enqueue(
+                db,
+                Outgoing(
+                    key=f"dead:{letter}:note",
+                    purpose="notice",
+                    method="sendMessage",
+                    params={"text": f"⚠ not delivered to the customer: {why}", "_topic": True},
+                    chat_id=ticket.group_chat_id,
+                    ticket_id=ticket.id,
+                    priority=PRIORITY_NOTICE,
+                ),
+            )
+        else:
+            await outbox.enqueue(
+                db,
+                Outgoing(
+                    key=f"dead:{letter}:note",
+                    purpose="notice",
+                    method="sendMessage",
+                    params={
+                        "text": self._settings.texts.not_delivered_to_agents,
+                        "parse_mode": "HTML",
+                    },
+                    chat_id=ticket.customer_id,
+                    ticket_id=ticket.id,
+                    priority=PRIORITY_NOTICE,
+                ),
+            )
+
+    async def _replace_topic(self, db: Conn, item: OutboxItem, attempts: int) -> None:
+        """The topic is gone: queue a new one and the card ahead of the row, then retry it."""
+        ticket = await tickets.get_ticket(db, item.ticket_id or 0)
+        customer = await tickets.get_customer(db, ticket.customer_id) if ticket else None
+        if ticket is None or customer is None:
+            await self._bury(db, item, "the ticket's topic is gone", attempts)
+            return
         log.warning(
-            "send failed, will retry",
-            method=item.method,
-            delay=round(delay, 2),
-            error=_describe(exc),
+            "the ticket's topic was deleted; creating a new one", thread_id=ticket.thread_id
+        )
+        await tickets.clear_topic(db, ticket.id)
+        history = await tickets.count_messages(db, ticket.id)
+        tag = f"ticket:{ticket.id}:again:{item.id}:{attempts}"
+        name = cards.topic_name(ticket.id, customer.full_name, ticket.subject)
+        await outbox.enqueue(
+            db,
+            Outgoing(
+                key=f"{tag}:topic",
+                purpose="topic",
+                method="createForumTopic",
+                params={"name": name},
+                chat_id=ticket.group_chat_id,
+                ticket_id=ticket.id,
+                priority=PRIORITY_RECOVERY,
+            ),
+        )
+        summary = (
+            f"\n\n<i>This topic replaces one that was deleted. The ticket has {history} "
+            "relayed messages so far; new ones continue here.</i>"
+        )
+        await outbox.enqueue(
+            db,
+            Outgoing(
+                key=f"{tag}:card",
+                purpose="card",
+                method="sendMessage",
+                params={
+                    "text": cards.card_text(ticket, customer) + summary,
+                    "parse_mode": "HTML",
+                    "reply_markup": {"inline_keyboard": cards.card_buttons(ticket)},
+                    "_topic": True,
+                },
+                chat_id=ticket.group_chat_id,
+                ticket_id=ticket.id,
+                priority=PRIORITY_RECOVERY,
+            ),
+        )
+        await outbox.retry_later(db, item.id, 0, "waiting for the new topic")
+
+    async def _reopen_topic(self, db: Conn, item: OutboxItem, attempts: int) -> None:
+        """The topic was closed under us: reopen it first, then retry the row."""
+        log.warning("the ticket's topic is closed; reopening it")
+        await outbox.enqueue(
+            db,
+            Outgoing(
+                key=f"ticket:{item.ticket_id}:reopen:{item.id}:{attempts}",
+                purpose="topic_reopen",
+                method="reopenForumTopic",
+                params={"_topic": True},
+                chat_id=item.chat_id,
+                ticket_id=item.ticket_id,
+                priority=PRIORITY_RECOVERY,
+            ),
+        )
+        await outbox.retry_later(db, item.id, 0, "waiting for the topic to reopen")
+
+    async def _follow_migration(self, db: Conn, old: int, new: int) -> None:
+        """The group was upgraded and has a new id: move everything over to it."""
+        moved = await tickets.move_group(db, old, new)
+        await outbox.move_chat(db, old, new)
+        await kv.put(db, f"group_id:{old}", str(new))
+        log.error(
+            "the support group was upgraded and has a new id: set support.group_id to it "
+            "in the config and restart",
+            old_group_id=old,
+            new_group_id=new,
+            tickets_moved=moved,
         )
 
-    async def _give_up(self, item: OutboxItem, exc: BaseException) -> None:
-        async with self._db.transaction() as db:
-            await outbox.mark_dead(db, item.id, _describe(exc))
-        log.error("send failed for good", method=item.method, error=_describe(exc))
+
+def _fit(method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split what is over Telegram's size limits into several calls, in order."""
+    if method == "sendMessage" and isinstance(params.get("text"), str):
+        text, entities = _visible(params["text"], params.get("parse_mode"), params.get("entities"))
+        if len(text) <= payload.TEXT_LIMIT:
+            return [params]
+        base = {k: v for k, v in params.items() if k not in {"text", "parse_mode", "entities"}}
+        chunks = payload.split_text(text, entities)
+        calls = []
+        for index, (chunk, chunk_entities) in enumerate(chunks):
+            call = {**base, "text": chunk, "entities": chunk_entities}
+            if index < len(chunks) - 1:
+                call.pop("reply_markup", None)  # buttons belong under the last part
+            calls.append(call)
+        return calls
+    if isinstance(params.get("caption"), str):
+        caption, entities = _visible(
+            params["caption"], params.get("parse_mode"), params.get("caption_entities")
+        )
+        if len(caption) <= payload.CAPTION_LIMIT:
+            return [params]
+        (first, first_entities), rest = payload.split_caption(caption, entities)
+        head = {k: v for k, v in params.items() if k not in {"parse_mode", "caption_entities"}}
+        head.update(caption=first, caption_entities=first_entities)
+        tail_base = {k: params[k] for k in ("chat_id", "message_thread_id") if k in params}
+        return [head] + [
+            {**tail_base, "text": chunk, "entities": chunk_entities, "_method": "sendMessage"}
+            for chunk, chunk_entities in rest
+        ]
+    return [params]
+
+
+def _visible(text: str, parse_mode: Any, entities: Any) -> tuple[str, list[dict[str, Any]]]:
+    """The text as Telegram will count it, with its entities."""
+    if parse_mode == "HTML":
+        try:
+            return payload.html_to_entities(text)
+        except ValueError:
+            return payload.strip_html(text), []
+    return text, list(entities or [])
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    """The same row without markup, for when Telegram cannot parse it."""
+    plain = {k: v for k, v in params.items() if k != "parse_mode"}
+    for field in ("text", "caption"):
+        if isinstance(plain.get(field), str):
+            plain[field] = payload.strip_html(plain[field])
+    return plain
 
 
 def _request(method: str, params: dict[str, Any]) -> TelegramMethod[Any]:
+    params = dict(params)
+    method = params.pop("_method", method)
     cls = getattr(methods, method[0].upper() + method[1:], None)
     if cls is None:
-        raise ValueError(f"unknown Bot API method {method!r}")
+        raise UndeliverableError(f"unknown Bot API method {method!r}")
     request: TelegramMethod[Any] = cls.model_validate(params)
     return request
 
@@ -243,9 +583,3 @@ def _dump(result: Any) -> Any:
     if isinstance(result, list):
         return [_dump(item) for item in result]
     return result
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TelegramAPIError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}"

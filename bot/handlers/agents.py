@@ -71,7 +71,11 @@ async def on_topic_message(message: Message, db: Conn, settings: Settings) -> No
             db, ticket, "This kind of message can't be sent to a customer.", key
         )
         return
-    await desk.relay(db, ticket, incoming, "to_customer")
+    too_large = desk.oversize_note(settings, incoming)
+    if too_large:
+        await desk.notify_agents(db, ticket, too_large, key)
+        return
+    await desk.relay(db, settings, ticket, incoming, "to_customer")
 
 
 async def on_close(message: Message, db: Conn, settings: Settings) -> None:

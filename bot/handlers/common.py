@@ -76,7 +76,26 @@ def to_incoming(message: Message) -> Incoming:
         media_group_id=message.media_group_id,
         reply_to_message_id=explicit_reply_id(message),
         thread_id=message.message_thread_id if message.is_topic_message else None,
+        file_size=file_size(message),
     )
+
+
+def file_size(message: Message) -> int | None:
+    """The size in bytes of the file a message carries (the largest photo size)."""
+    media = (
+        message.document
+        or message.video
+        or message.audio
+        or message.voice
+        or message.video_note
+        or message.animation
+        or message.sticker
+    )
+    if media is not None:
+        return media.file_size
+    if message.photo:
+        return max((size.file_size or 0) for size in message.photo) or None
+    return None
 
 
 def after_commit(db: Conn, call: Callable[[], Awaitable[Any]], what: str) -> None:

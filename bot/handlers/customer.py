@@ -77,11 +77,16 @@ async def on_message(message: Message, state: FSMContext, db: Conn, settings: Se
         # They wrote to us, so they can be written to again.
         await tickets.set_unreachable(db, customer.user_id, None)
     key = f"msg:{incoming.chat_id}:{incoming.message_id}"
+    too_large = desk.oversize_note(settings, incoming)
+    if too_large:
+        # Refused at the door, before it is stored or queued anywhere.
+        await desk.say(db, incoming.chat_id, too_large, key)
+        return
     ticket = await tickets.open_ticket_of(db, customer.user_id)
     if ticket is not None:
         structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
         if incoming.relayable:
-            await desk.relay(db, ticket, incoming, "to_agents")
+            await desk.relay(db, settings, ticket, incoming, "to_agents")
         else:
             await desk.say(
                 db, incoming.chat_id, settings.texts.unsupported, key, ticket_id=ticket.id

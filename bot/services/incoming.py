@@ -40,6 +40,7 @@ class Incoming:
     media_group_id: str | None = None
     reply_to_message_id: int | None = None  # only explicit replies
     thread_id: int | None = None
+    file_size: int | None = None  # bytes, for media
 
     @property
     def relayable(self) -> bool:

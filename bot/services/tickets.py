@@ -6,6 +6,8 @@ told by writing outbox rows; the sender delivers them after the commit.
 
 from __future__ import annotations
 
+from html import escape
+
 import structlog
 
 from bot.config import Settings
@@ -19,9 +21,10 @@ from storage.tickets import Answer, Customer, Ticket
 
 log = structlog.stdlib.get_logger(__name__)
 
-# Album parts arrive as separate updates within a moment of each other; the album is
-# sent once no new part has come for this long.
-ALBUM_WAIT = 1.5
+
+def render(template: str, **values: object) -> str:
+    """Fill a Telegram-HTML template; the values are escaped, the template is not."""
+    return template.format(**{name: escape(str(value)) for name, value in values.items()})
 
 
 async def remember_customer(db: Conn, message: Incoming) -> Customer:
@@ -67,11 +70,11 @@ async def open_ticket(
     )
     await outbox.enqueue(db, _card(ticket, customer, key=f"ticket:{ticket.id}:card"))
     for message in kept:
-        await relay(db, ticket, message, "to_agents")
+        await relay(db, settings, ticket, message, "to_agents")
     await notify_customer(
         db,
         ticket,
-        settings.texts.ticket_created.format(ticket=ticket.id),
+        render(settings.texts.ticket_created, ticket=ticket.id),
         key=f"ticket:{ticket.id}:created",
     )
     log.info("ticket opened", customer_id=customer.user_id, topic=topic["name"])
@@ -95,8 +98,14 @@ def _card(ticket: Ticket, customer: Customer, key: str) -> Outgoing:
     )
 
 
-async def relay(db: Conn, ticket: Ticket, message: Incoming, direction: Direction) -> None:
-    """Record `message` and queue its copy to the other side of the ticket."""
+async def relay(
+    db: Conn, settings: Settings, ticket: Ticket, message: Incoming, direction: Direction
+) -> None:
+    """Record `message` and queue its copy to the other side of the ticket.
+
+    Album parts arrive as separate updates a moment apart; they share one outbox row,
+    held back until no new part has come for `delivery.album_wait` seconds.
+    """
     link = await messages.add_message(
         db,
         ticket_id=ticket.id,
@@ -131,11 +140,11 @@ async def relay(db: Conn, ticket: Ticket, message: Incoming, direction: Directio
                 params=params,
                 chat_id=target,
                 ticket_id=ticket.id,
-                delay=ALBUM_WAIT,
+                delay=settings.delivery.album_wait,
             ),
         )
         if created is None:
-            await outbox.hold_back(db, key, ALBUM_WAIT)
+            await outbox.hold_back(db, key, settings.delivery.album_wait)
         return
     params["message_id"] = message.message_id
     await outbox.enqueue(
@@ -166,7 +175,7 @@ async def notify_agents(db: Conn, ticket: Ticket, text: str, key: str) -> None:
             key=key,
             purpose="notice",
             method="sendMessage",
-            params={"text": text, "_topic": True},
+            params={"text": text, "parse_mode": "HTML", "_topic": True},
             chat_id=ticket.group_chat_id,
             ticket_id=ticket.id,
             priority=PRIORITY_NOTICE,
@@ -183,8 +192,8 @@ async def say(
     buttons: tuple[tuple[str, str], ...] = (),
     ticket_id: int | None = None,
 ) -> None:
-    """Queue a plain-text message to a chat, with optional callback buttons."""
-    params: dict[str, object] = {"chat_id": chat_id, "text": text}
+    """Queue a Telegram-HTML message to a chat, with optional callback buttons."""
+    params: dict[str, object] = {"chat_id": chat_id, "text": text, "parse_mode": "HTML"}
     if buttons:
         params["reply_markup"] = {
             "inline_keyboard": [[{"text": label, "callback_data": data}] for label, data in buttons]
@@ -213,6 +222,7 @@ async def close_ticket(db: Conn, settings: Settings, ticket: Ticket, actor_id: i
     assert closed is not None
     assert customer is not None
     event = f"ticket:{ticket.id}:closed:{closed.closed_at}"
+    await outbox.supersede(db, ticket.id, "card_edit")  # only the latest card state matters
     await outbox.enqueue(
         db,
         Outgoing(
@@ -231,7 +241,7 @@ async def close_ticket(db: Conn, settings: Settings, ticket: Ticket, actor_id: i
         ),
     )
     await notify_customer(
-        db, closed, settings.texts.ticket_closed.format(ticket=closed.id), key=f"{event}:customer"
+        db, closed, render(settings.texts.ticket_closed, ticket=closed.id), key=f"{event}:customer"
     )
     await outbox.enqueue(
         db,
@@ -247,3 +257,22 @@ async def close_ticket(db: Conn, settings: Settings, ticket: Ticket, actor_id: i
     )
     log.info("ticket closed", ticket_id=ticket.id, actor_id=actor_id)
     return True
+
+
+PHOTO_LIMIT_MB = 10
+FILE_LIMIT_MB = 50
+LOCAL_FILE_LIMIT_MB = 2000
+
+
+def oversize_note(settings: Settings, message: Incoming) -> str | None:
+    """The note to send instead of relaying a file over the Bot API's limits, if it is one."""
+    if message.file_size is None:
+        return None
+    if settings.telegram.local_api:
+        limit = LOCAL_FILE_LIMIT_MB
+    else:
+        limit = PHOTO_LIMIT_MB if message.kind == "photo" else FILE_LIMIT_MB
+    size = message.file_size / 1_000_000
+    if size <= limit:
+        return None
+    return render(settings.texts.file_too_large, size=f"{size:.0f}", limit=limit)
