@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging, get_logger, redactor, token_secrets
+from storage import deadletters, tickets
+from storage.db import Database
 from storage.migrations import MigrationError, migrate
 
 EXIT_OK = 0
@@ -42,6 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", parents=[common], help="serve customers and agents")
     commands.add_parser("migrate", parents=[common], help="bring the database schema up to date")
+    dlq = commands.add_parser(
+        "dlq", parents=[common], help="review what could not be delivered: list, retry, drop"
+    )
+    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[common], help="show the dead letters")
+    listing.add_argument("--all", action="store_true", help="include retried and dropped ones")
+    retry = actions.add_parser("retry", parents=[common], help="queue dead letters again")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", type=int, default=[], metavar="ID")
+    which.add_argument("--all", action="store_true", help="every open dead letter")
+    drop = actions.add_parser("drop", parents=[common], help="forget dead letters for good")
+    drop.add_argument("ids", nargs="+", type=int, metavar="ID")
     commands.add_parser(
         "check",
         parents=[common],
@@ -70,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return _migrate(settings)
+        if args.command == "dlq":
+            return asyncio.run(dead_letter_command(settings, args))
         if args.command == "check":
             return asyncio.run(_check(settings))
         return _run(settings)
@@ -87,6 +103,60 @@ def _migrate(settings: Settings) -> int:
     else:
         print(f"{settings.storage.path}: already up to date")
     return EXIT_OK
+
+
+async def dead_letter_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`topicdesk dlq list|retry|drop`: safe while the daemon runs, which picks retries up."""
+    path = settings.storage.path
+    if not path.exists():
+        return _fail(f"{path}: no database here yet (check storage.path)")
+    migrate(path)
+    database = await Database.open(path)
+    try:
+        if args.action == "list":
+            async with database.reader() as db:
+                letters = await deadletters.list_letters(db, include_resolved=args.all)
+            print(format_letters(letters))
+            return EXIT_OK
+        async with database.transaction() as db:
+            if args.action == "retry" and args.all:
+                chosen = await deadletters.list_letters(db)
+            else:
+                chosen = []
+                for letter_id in args.ids:
+                    letter = await deadletters.get_letter(db, letter_id)
+                    if letter is None or letter.resolution is not None:
+                        return _fail(f"dead letter {letter_id} does not exist or is resolved")
+                    chosen.append(letter)
+            resolution = "retried" if args.action == "retry" else "dropped"
+            for letter in chosen:
+                if resolution == "retried" and letter.chat_id > 0:
+                    # The admin says try again: a customer marked unreachable may be back.
+                    await tickets.set_unreachable(db, letter.chat_id, None)
+                await deadletters.resolve(db, letter, resolution)
+        verb = "queued again" if resolution == "retried" else "dropped"
+        print(f"{len(chosen)} dead letter(s) {verb}")
+        return EXIT_OK
+    finally:
+        await database.close()
+
+
+def format_letters(letters: list[deadletters.DeadLetter]) -> str:
+    """The dead letters as a table an admin can read in a terminal."""
+    if not letters:
+        return "no dead letters"
+    lines = [f"{'ID':>5}  {'when (UTC)':16}  {'method':15}  {'chat':>15}  {'ticket':>6}  error"]
+    for letter in letters:
+        when = letter.created_at[:16].replace("T", " ")
+        ticket = f"#{letter.ticket_id}" if letter.ticket_id else "-"
+        text = str(letter.params.get("text") or letter.params.get("caption") or "")
+        preview = f'  "{text[:40]}"' if text else ""
+        state = f" [{letter.resolution}]" if letter.resolution else ""
+        lines.append(
+            f"{letter.id:>5}  {when:16}  {letter.method:15}  {letter.chat_id:>15}  {ticket:>6}"
+            f"  {letter.error}{state}{preview}"
+        )
+    return "\n".join(lines)
 
 
 async def _check(settings: Settings) -> int:
