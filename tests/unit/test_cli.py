@@ -11,12 +11,11 @@ import pytest
 
 from bot.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, main
 from storage.migrations import discover
+from tests.unit.conftest import GROUP, TOKEN
 
 ALL_MIGRATIONS = ", ".join(f"{m.version:04d}_{m.name}" for m in discover())
 
 REPO = Path(__file__).resolve().parents[2]
-TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
-GROUP = -1001234567890
 
 
 pytestmark = pytest.mark.usefixtures("operator_shell")
