@@ -14,6 +14,7 @@ from bot.app import create_dispatcher
 from bot.config import Settings
 from bot.delivery.sender import Sender
 from bot.ingest import Poller, TokenRejectedError
+from bot.metrics import Metrics
 from bot.preflight import TOKEN_REJECTED, StartupError, make_bot, prepare
 from storage.db import Database
 from storage.migrations import migrate
@@ -44,6 +45,7 @@ class Daemon:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.metrics = Metrics()
         self.poller: Poller | None = None
         self.sender: Sender | None = None
         self._stop_requested = False
@@ -68,13 +70,14 @@ class Daemon:
         try:
             await prepare(bot, settings)
             await publish_commands(bot, settings)
-            self.sender = Sender(bot, database, settings)
+            self.sender = Sender(bot, database, settings, metrics=self.metrics)
             self.poller = Poller(
                 bot,
                 create_dispatcher(settings, database),
                 database,
                 polling_timeout=settings.telegram.polling_timeout,
                 on_commit=self.sender.wake,
+                metrics=self.metrics,
             )
             if handle_signals:
                 loop = asyncio.get_running_loop()

@@ -21,6 +21,7 @@ from aiogram.exceptions import TelegramConflictError, TelegramUnauthorizedError
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 
+from bot.metrics import Metrics
 from storage import updates
 from storage.db import Database
 
@@ -55,6 +56,7 @@ class Poller:
         *,
         polling_timeout: int = 30,
         on_commit: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._bot = bot
         self._dispatcher = dispatcher
@@ -62,7 +64,7 @@ class Poller:
         self._timeout = polling_timeout
         self._on_commit = on_commit
         self._stop = asyncio.Event()
-        self.last_success: float | None = None  # time.monotonic() of the last good poll
+        self.metrics = metrics or Metrics()
         self.processed = 0
 
     def stop(self) -> None:
@@ -91,7 +93,7 @@ class Poller:
             if batch is None:
                 break
             failures = 0
-            self.last_success = time.monotonic()
+            self.metrics.polled()
             for update in batch:
                 if self._stop.is_set():
                     break  # not confirmed: Telegram sends it again next time
@@ -134,6 +136,7 @@ class Poller:
                     await updates.record(db, update.update_id, "failed")
                 outcome = "failed"
             self.processed += 1
+            self.metrics.updates.labels(outcome).inc()
             self._on_commit()
             log.info(
                 "update processed",

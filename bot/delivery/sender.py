@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +37,7 @@ from bot.config import Settings
 from bot.delivery import payload
 from bot.delivery.breaker import CircuitBreaker, Outage
 from bot.delivery.errors import Failure, classify, reason
+from bot.metrics import Metrics
 from bot.services import cards
 from storage import deadletters, kv, messages, outbox, tickets
 from storage.db import Conn, Database, from_iso
@@ -85,6 +85,7 @@ class Sender:
         db: Database,
         settings: Settings,
         *,
+        metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._bot = bot
@@ -97,12 +98,8 @@ class Sender:
         self._busy: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.breaker = CircuitBreaker(self._policy.breaker_threshold)
-        self.stats: Counter[str] = Counter()
+        self.metrics = metrics or Metrics()
         self.queued = 0
-
-    @property
-    def delivered(self) -> int:
-        return self.stats["sent"]
 
     def wake(self) -> None:
         """Look at the outbox now."""
@@ -168,6 +165,7 @@ class Sender:
         async with self._db.reader() as db:
             queued = await outbox.depth(db)
         outage = self.breaker.success(queued)
+        self.metrics.breaker_open.set(0)
         if outage is not None:
             await self._report_outage(outage)
 
@@ -255,13 +253,17 @@ class Sender:
                     result = await self._bot(request)
                 except Exception as exc:
                     kind = classify(exc)
-                    self.stats[f"error:{kind.value}"] += 1
+                    self.metrics.sends.labels(request.__api_method__, kind.value).inc()
+                    if kind is Failure.RATE_LIMITED:
+                        self.metrics.rate_limited.inc()
                     if kind is Failure.TRANSIENT:
                         budget.failures += 1
-                        self.breaker.failure(self.queued)
+                        if self.breaker.failure(self.queued):
+                            self.metrics.breaker_open.set(1)
                     if kind in {Failure.RATE_LIMITED, Failure.TRANSIENT} and self.breaker.is_open:
                         raise BreakerOpenError from exc
                     raise
+        self.metrics.sends.labels(request.__api_method__, "sent").inc()
         self.breaker.success(self.queued)
         return result
 
@@ -281,7 +283,7 @@ class Sender:
         async def note(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             delay = state.upcoming_sleep
-            self.stats["retries"] += 1
+            self.metrics.retries.inc()
             log.warning(
                 "send failed, retrying",
                 method=item.method,
@@ -362,8 +364,6 @@ class Sender:
                 for part, copy in zip(parts, result or [], strict=False):
                     await messages.mark_delivered(db, part.id, chat_id, copy.message_id)
             await outbox.mark_sent(db, item.id, _dump(result))
-        self.stats["sent"] += 1
-        self.stats[f"sent:{item.method}"] += 1
         log.debug("delivered", method=item.method, purpose=item.purpose)
 
     async def _failed(self, item: OutboxItem, exc: BaseException, attempts: int) -> None:
@@ -397,7 +397,6 @@ class Sender:
     async def _bury(self, db: Conn, item: OutboxItem, why: str, attempts: int) -> None:
         """Make the row a dead letter and tell the side that is waiting for it."""
         letter = await deadletters.bury(db, item, why, attempts)
-        self.stats["dead"] += 1
         log.error(
             "not delivered: kept as a dead letter", letter=letter, method=item.method, error=why
         )
