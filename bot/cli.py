@@ -10,10 +10,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging, get_logger, redactor, token_secrets
 from storage import deadletters, tickets
+from storage.backup import BackupError, backup
 from storage.db import Database
 from storage.migrations import MigrationError, migrate
 
@@ -56,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every open dead letter")
     drop = actions.add_parser("drop", parents=[common], help="forget dead letters for good")
     drop.add_argument("ids", nargs="+", type=int, metavar="ID")
+    backup = commands.add_parser(
+        "backup", parents=[common], help="copy the database, safely while the daemon runs"
+    )
+    backup.add_argument("path", type=Path, metavar="PATH", help="where to write the copy")
+    backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     commands.add_parser(
         "check",
         parents=[common],
@@ -84,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return _migrate(settings)
+        if args.command == "backup":
+            return _backup(settings, args.path, force=args.force)
         if args.command == "dlq":
             return asyncio.run(dead_letter_command(settings, args))
         if args.command == "check":
@@ -102,6 +111,18 @@ def _migrate(settings: Settings) -> int:
         print(f"{settings.storage.path}: applied {names}")
     else:
         print(f"{settings.storage.path}: already up to date")
+    return EXIT_OK
+
+
+def _backup(settings: Settings, target: Path, *, force: bool) -> int:
+    try:
+        report = backup(settings.storage.path, target, overwrite=force)
+    except BackupError as exc:
+        return _fail(str(exc))
+    print(
+        f"{report.path}: {report.size} bytes, schema version {report.schema_version}, "
+        f"{report.tickets} tickets"
+    )
     return EXIT_OK
 
 
