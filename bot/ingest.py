@@ -122,14 +122,17 @@ class Poller:
         with structlog.contextvars.bound_contextvars(
             update_id=update.update_id, chat_id=update_chat_id(update)
         ):
+            outcome: str
             try:
                 async with self._db.transaction() as db:
                     if await updates.is_processed(db, update.update_id):
-                        log.info("update already processed, skipped")
-                        return
-                    result = await self._dispatcher.feed_update(self._bot, update, db=db)
-                    outcome: updates.Outcome = "ignored" if result is UNHANDLED else "handled"
-                    await updates.record(db, update.update_id, outcome)
+                        # Telegram sent it again (its offset was not confirmed before a
+                        # stop); its effects committed already.
+                        outcome = "duplicate"
+                    else:
+                        result = await self._dispatcher.feed_update(self._bot, update, db=db)
+                        outcome = "ignored" if result is UNHANDLED else "handled"
+                        await updates.record(db, update.update_id, outcome)
             except Exception:
                 log.exception("update could not be handled, skipped")
                 async with self._db.transaction() as db:

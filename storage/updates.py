@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 from storage.db import Conn, to_iso, utcnow
-
-Outcome = Literal["handled", "ignored", "failed"]
 
 
 async def is_processed(db: Conn, update_id: int) -> bool:
@@ -18,7 +15,7 @@ async def is_processed(db: Conn, update_id: int) -> bool:
     )
 
 
-async def record(db: Conn, update_id: int, outcome: Outcome) -> None:
+async def record(db: Conn, update_id: int, outcome: str) -> None:
     """Record an update as processed, in the transaction that carries its effects."""
     await db.execute(
         "INSERT OR REPLACE INTO processed_updates (update_id, outcome, processed_at)"
