@@ -38,15 +38,13 @@ from bot.delivery import payload
 from bot.delivery.breaker import CircuitBreaker, Outage
 from bot.delivery.errors import Failure, classify, reason
 from bot.metrics import Metrics
-from bot.services import cards
+from bot.services.tickets import PRIORITY_RECOVERY, replace_topic
 from storage import deadletters, kv, messages, outbox, tickets
 from storage.db import Conn, Database, from_iso
 from storage.outbox import PRIORITY_NOTICE, OutboxItem, Outgoing
 
 log = structlog.stdlib.get_logger(__name__)
 
-# Recovery rows (a new topic, a reopened one) jump the queue of their group.
-PRIORITY_RECOVERY = -1
 NOT_READY_DELAY = 1.0
 # The sender looks at the outbox at least this often, so rows requeued by another
 # process (`topicdesk dlq retry`) go out without a restart.
@@ -95,7 +93,9 @@ class Sender:
         self._sleep = sleep
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._busy: set[int] = set()
+        self._in_flight: set[int] = set()  # outbox ids being delivered now
         self._tasks: set[asyncio.Task[None]] = set()
         self.breaker = CircuitBreaker(self._policy.breaker_threshold)
         self.metrics = metrics or Metrics()
@@ -104,6 +104,10 @@ class Sender:
     def wake(self) -> None:
         """Look at the outbox now."""
         self._wake.set()
+
+    def is_delivering(self, outbox_id: int) -> bool:
+        """Whether this row's delivery is under way (so its 'sending' state is real)."""
+        return outbox_id in self._in_flight
 
     async def run(self) -> None:
         """Deliver until stop() is called."""
@@ -123,6 +127,7 @@ class Sender:
     async def stop(self, grace: float = 10.0) -> None:
         """Start nothing new and let the calls in flight finish (their rows stay safe)."""
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
@@ -145,16 +150,18 @@ class Sender:
                 wait = due_in if wait is None else min(wait, due_in)
                 continue
             self._busy.add(item.chat_id)
+            self._in_flight.add(item.id)
             task = asyncio.create_task(self._deliver(item))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return wait
 
     async def _probe(self) -> None:
-        """While the breaker is open: ask Telegram who we are until it answers."""
-        await asyncio.sleep(0)
+        """While the breaker is open: ask Telegram who we are, every probe_interval."""
+        # New rows wake the sender, but must not make it probe faster: only stop() may
+        # cut the wait short.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._policy.probe_interval)
+            await asyncio.wait_for(self._stopped.wait(), self._policy.probe_interval)
         if self._stopping:
             return
         try:
@@ -203,6 +210,7 @@ class Sender:
                 await outbox.retry_later(db, item.id, self._policy.max_delay, "internal error")
         finally:
             self._busy.discard(item.chat_id)
+            self._in_flight.discard(item.id)
             self._wake.set()
 
     async def _attempt(self, item: OutboxItem) -> None:
@@ -222,8 +230,17 @@ class Sender:
             except UndeliverableError as exc:
                 await self._bury(db, item, str(exc), attempts)
                 return
+        done = int(item.params.get("_parts_done", 0))
+        first: Any = item.params.get("_first_result")
         try:
-            results = [await self._call(item, request) for request in plan]
+            for index, request in enumerate(plan):
+                if index < done:
+                    continue  # went out before a failure of a later part
+                result = _dump(await self._call(item, request))
+                if index == 0:
+                    first = result
+                if index < len(plan) - 1:
+                    await self._record_progress(item, index + 1, first)
         except BreakerOpenError:
             async with self._db.transaction() as db:
                 await outbox.retry_later(
@@ -234,7 +251,13 @@ class Sender:
             await self._failed(item, exc, attempts)
             return
         chat_id = int(getattr(plan[0], "chat_id", item.chat_id))
-        await self._succeeded(item, chat_id, parts, results[0])
+        await self._succeeded(item, chat_id, parts, first)
+
+    async def _record_progress(self, item: OutboxItem, parts_done: int, first: Any) -> None:
+        """Remember the parts of a split message already sent, so a retry sends the rest."""
+        progress = {**item.params, "_parts_done": parts_done, "_first_result": first}
+        async with self._db.transaction() as db:
+            await outbox.replace_params(db, item.id, progress)
 
     async def _call(self, item: OutboxItem, request: TelegramMethod[Any]) -> Any:
         """One Bot API call with tenacity's retries; 429s wait exactly retry_after."""
@@ -354,16 +377,19 @@ class Sender:
         result: Any,
     ) -> None:
         async with self._db.transaction() as db:
+            # `result` is Telegram's answer to the first call, as JSON.
             if item.purpose == "topic":
-                await tickets.set_topic(db, item.ticket_id or 0, chat_id, result.message_thread_id)
+                await tickets.set_topic(
+                    db, item.ticket_id or 0, chat_id, result["message_thread_id"]
+                )
             elif item.purpose == "card" and result is not None:
-                await tickets.set_card(db, item.ticket_id or 0, result.message_id)
+                await tickets.set_card(db, item.ticket_id or 0, result["message_id"])
             elif item.purpose == "relay" and item.message_id is not None:
-                await messages.mark_delivered(db, item.message_id, chat_id, result.message_id)
+                await messages.mark_delivered(db, item.message_id, chat_id, result["message_id"])
             elif item.purpose == "album":
                 for part, copy in zip(parts, result or [], strict=False):
-                    await messages.mark_delivered(db, part.id, chat_id, copy.message_id)
-            await outbox.mark_sent(db, item.id, _dump(result))
+                    await messages.mark_delivered(db, part.id, chat_id, copy["message_id"])
+            await outbox.mark_sent(db, item.id, result)
         log.debug("delivered", method=item.method, purpose=item.purpose)
 
     async def _failed(self, item: OutboxItem, exc: BaseException, attempts: int) -> None:
@@ -384,7 +410,8 @@ class Sender:
                 await self._reopen_topic(db, item, attempts)
                 return
             elif kind is Failure.BAD_MARKUP and item.params.get("parse_mode"):
-                await outbox.replace_params(db, item.id, _plain(item.params))
+                current = await outbox.get_item(db, item.id)  # with any parts already sent
+                await outbox.replace_params(db, item.id, _plain((current or item).params))
                 await outbox.retry_later(db, item.id, 0, why)
                 log.warning("Telegram could not parse the markup; sending as plain text")
                 return
@@ -438,50 +465,10 @@ class Sender:
     async def _replace_topic(self, db: Conn, item: OutboxItem, attempts: int) -> None:
         """The topic is gone: queue a new one and the card ahead of the row, then retry it."""
         ticket = await tickets.get_ticket(db, item.ticket_id or 0)
-        customer = await tickets.get_customer(db, ticket.customer_id) if ticket else None
-        if ticket is None or customer is None:
+        tag = f"ticket:{item.ticket_id}:again:{item.id}:{attempts}"
+        if ticket is None or not await replace_topic(db, self._settings, ticket, tag):
             await self._bury(db, item, "the ticket's topic is gone", attempts)
             return
-        log.warning(
-            "the ticket's topic was deleted; creating a new one", thread_id=ticket.thread_id
-        )
-        await tickets.clear_topic(db, ticket.id)
-        history = await tickets.count_messages(db, ticket.id)
-        tag = f"ticket:{ticket.id}:again:{item.id}:{attempts}"
-        name = cards.topic_name(ticket.id, customer.full_name, ticket.subject)
-        await outbox.enqueue(
-            db,
-            Outgoing(
-                key=f"{tag}:topic",
-                purpose="topic",
-                method="createForumTopic",
-                params={"name": name},
-                chat_id=ticket.group_chat_id,
-                ticket_id=ticket.id,
-                priority=PRIORITY_RECOVERY,
-            ),
-        )
-        summary = (
-            f"\n\n<i>This topic replaces one that was deleted. The ticket has {history} "
-            "relayed messages so far; new ones continue here.</i>"
-        )
-        await outbox.enqueue(
-            db,
-            Outgoing(
-                key=f"{tag}:card",
-                purpose="card",
-                method="sendMessage",
-                params={
-                    "text": cards.card_text(ticket, customer) + summary,
-                    "parse_mode": "HTML",
-                    "reply_markup": {"inline_keyboard": cards.card_buttons(ticket)},
-                    "_topic": True,
-                },
-                chat_id=ticket.group_chat_id,
-                ticket_id=ticket.id,
-                priority=PRIORITY_RECOVERY,
-            ),
-        )
         await outbox.retry_later(db, item.id, 0, "waiting for the new topic")
 
     async def _reopen_topic(self, db: Conn, item: OutboxItem, attempts: int) -> None:

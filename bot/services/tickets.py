@@ -21,6 +21,9 @@ from storage.tickets import Answer, Customer, Ticket
 
 log = structlog.stdlib.get_logger(__name__)
 
+# Recovery rows (a new topic, a reopened one) jump the queue of their group.
+PRIORITY_RECOVERY = -1
+
 
 def render(template: str, **values: object) -> str:
     """Fill a Telegram-HTML template; the values are escaped, the template is not."""
@@ -53,22 +56,8 @@ async def open_ticket(
         created_at=started_at,
     )
     structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
-    group = ticket.group_chat_id
-    topic: dict[str, object] = {"name": cards.topic_name(ticket.id, customer.full_name, subject)}
-    if settings.support.topic_icon_color:
-        topic["icon_color"] = settings.support.topic_icon_color
-    await outbox.enqueue(
-        db,
-        Outgoing(
-            key=f"ticket:{ticket.id}:topic",
-            purpose="topic",
-            method="createForumTopic",
-            params=topic,
-            chat_id=group,
-            ticket_id=ticket.id,
-        ),
-    )
-    await outbox.enqueue(db, _card(ticket, customer, key=f"ticket:{ticket.id}:card"))
+    name = await create_topic(db, settings, ticket, customer, f"ticket:{ticket.id}:topic")
+    await post_card(db, ticket, customer, f"ticket:{ticket.id}:card")
     for message in kept:
         await relay(db, settings, ticket, message, "to_agents")
     await notify_customer(
@@ -77,25 +66,80 @@ async def open_ticket(
         render(settings.texts.ticket_created, ticket=ticket.id),
         key=f"ticket:{ticket.id}:created",
     )
-    log.info("ticket opened", customer_id=customer.user_id, topic=topic["name"])
+    log.info("ticket opened", customer_id=customer.user_id, topic=name)
     return ticket
 
 
-def _card(ticket: Ticket, customer: Customer, key: str) -> Outgoing:
-    return Outgoing(
-        key=key,
-        purpose="card",
-        method="sendMessage",
-        params={
-            "text": cards.card_text(ticket, customer),
-            "parse_mode": "HTML",
-            "reply_markup": {"inline_keyboard": cards.card_buttons(ticket)},
-            "_topic": True,
-        },
-        chat_id=ticket.group_chat_id,
-        ticket_id=ticket.id,
-        priority=PRIORITY_CUSTOMER,
+async def create_topic(
+    db: Conn,
+    settings: Settings,
+    ticket: Ticket,
+    customer: Customer,
+    key: str,
+    priority: int = PRIORITY_CUSTOMER,
+) -> str:
+    """Queue the creation of the ticket's forum topic; return the topic's name."""
+    topic: dict[str, object] = {
+        "name": cards.topic_name(ticket.id, customer.full_name, ticket.subject)
+    }
+    if settings.support.topic_icon_color:
+        topic["icon_color"] = settings.support.topic_icon_color
+    await outbox.enqueue(
+        db,
+        Outgoing(
+            key=key,
+            purpose="topic",
+            method="createForumTopic",
+            params=topic,
+            chat_id=ticket.group_chat_id,
+            ticket_id=ticket.id,
+            priority=priority,
+        ),
     )
+    return str(topic["name"])
+
+
+async def post_card(
+    db: Conn,
+    ticket: Ticket,
+    customer: Customer,
+    key: str,
+    *,
+    postscript: str = "",
+    priority: int = PRIORITY_CUSTOMER,
+) -> None:
+    """Queue the ticket card into its topic, and the answers in full if the card shortened them."""
+    await outbox.enqueue(
+        db,
+        Outgoing(
+            key=key,
+            purpose="card",
+            method="sendMessage",
+            params={
+                "text": cards.card_text(ticket, customer) + postscript,
+                "parse_mode": "HTML",
+                "reply_markup": {"inline_keyboard": cards.card_buttons(ticket)},
+                "_topic": True,
+            },
+            chat_id=ticket.group_chat_id,
+            ticket_id=ticket.id,
+            priority=priority,
+        ),
+    )
+    in_full = cards.full_answers(ticket, customer)
+    if in_full:
+        await outbox.enqueue(
+            db,
+            Outgoing(
+                key=f"{key}:answers",
+                purpose="notice",
+                method="sendMessage",
+                params={"text": in_full, "parse_mode": "HTML", "_topic": True},
+                chat_id=ticket.group_chat_id,
+                ticket_id=ticket.id,
+                priority=priority,
+            ),
+        )
 
 
 async def relay(
@@ -160,6 +204,33 @@ async def relay(
             priority=PRIORITY_CUSTOMER,
         ),
     )
+
+
+async def replace_topic(db: Conn, settings: Settings, ticket: Ticket, tag: str) -> bool:
+    """The ticket's topic is gone: forget it, queue a new one and its card first in line.
+
+    `tag` makes the rows' keys unique to this recovery. False (nothing queued) if the
+    ticket's customer is unknown.
+    """
+    customer = await tickets.get_customer(db, ticket.customer_id)
+    if customer is None:
+        return False
+    log.warning(
+        "the ticket's topic was deleted; creating a new one",
+        ticket_id=ticket.id,
+        thread_id=ticket.thread_id,
+    )
+    await tickets.clear_topic(db, ticket.id)
+    history = await tickets.count_messages(db, ticket.id)
+    await create_topic(db, settings, ticket, customer, f"{tag}:topic", PRIORITY_RECOVERY)
+    summary = (
+        f"\n\n<i>This topic replaces one that was deleted. The ticket has {history} "
+        "relayed messages so far; new ones continue here.</i>"
+    )
+    await post_card(
+        db, ticket, customer, f"{tag}:card", postscript=summary, priority=PRIORITY_RECOVERY
+    )
+    return True
 
 
 async def notify_customer(db: Conn, ticket: Ticket, text: str, key: str) -> None:
