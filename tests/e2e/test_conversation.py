@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.config import Settings
 from storage.db import Database
 from storage.tickets import get_ticket
 from tests.conftest import RunningDesk
@@ -185,3 +186,19 @@ async def test_a_reply_is_relayed_as_a_reply_to_its_counterpart(
     telegram.send_group(AGENT, "Anything else?", thread_id=thread)
     plain = await wait_for_bot_text(telegram, ALICE, "Anything else?")
     assert "reply_to_message" not in plain
+
+
+async def test_a_webhook_left_behind_is_removed_and_its_updates_kept(
+    telegram: FakeTelegram, settings: Settings
+) -> None:
+    telegram.add_user(ALICE, "Alice", "Smith")
+    telegram.set_webhook("https://old-host.example/hook", pending_update_count=3)
+    telegram.send_private(ALICE, "Written while the webhook was set")
+    running = RunningDesk(settings, telegram)
+    await running.start()
+    try:
+        (removal,) = telegram.calls_to("deleteWebhook")
+        assert removal.params.get("drop_pending_updates") in (None, False)
+        await wait_for_bot_text(telegram, ALICE, "What is your question about?")
+    finally:
+        await running.stop()

@@ -540,3 +540,51 @@ async def test_form_changes_roll_back_with_the_update_that_made_them(db: Databas
 
     assert await fsm.get_state(KEY) is None
     assert await fsm.get_data(KEY) == {}
+
+
+async def test_a_newer_card_edit_replaces_an_unsent_older_one(db: Database) -> None:
+    async with db.transaction() as conn:
+        ticket = await a_ticket(conn)
+
+        def edit(n: int) -> Outgoing:
+            return Outgoing(
+                key=f"card-edit-{n}",
+                purpose="card_edit",
+                method="editMessageText",
+                params={"text": f"state {n}"},
+                chat_id=GROUP,
+                ticket_id=ticket.id,
+                priority=outbox.PRIORITY_CARD,
+            )
+
+        await outbox.enqueue(conn, edit(1))
+        assert await outbox.supersede(conn, ticket.id, "card_edit") == 1
+        await outbox.enqueue(conn, edit(2))
+        sending = await outbox.enqueue(conn, edit(3))
+        await outbox.mark_sending(conn, sending or 0)
+        # Only rows nobody has tried yet are replaced; one in flight stays.
+        assert await outbox.supersede(conn, ticket.id, "card_edit") == 1
+        left = await conn.fetchall("SELECT idempotency_key FROM outbox ORDER BY id")
+    assert [row[0] for row in left] == ["card-edit-3"]
+
+
+async def test_heads_serve_a_chat_by_priority_then_in_order(db: Database) -> None:
+    async with db.transaction() as conn:
+        for key, priority in (("notice", 5), ("words-1", 0), ("card", 9), ("words-2", 0)):
+            await outbox.enqueue(
+                conn,
+                Outgoing(
+                    key=key,
+                    purpose="notice",
+                    method="sendMessage",
+                    params={},
+                    chat_id=GROUP,
+                    priority=priority,
+                ),
+            )
+        order = []
+        while heads := await outbox.heads(conn):
+            (head,) = heads
+            order.append(head.key)
+            await outbox.mark_sent(conn, head.id, None)
+    assert order == ["words-1", "words-2", "notice", "card"]
