@@ -51,7 +51,9 @@ def classify(exc: BaseException) -> Failure:
         "blocked by the user" in text or "user is deactivated" in text
     ):
         return Failure.UNREACHABLE
-    if "message thread not found" in text or "topic_deleted" in text:
+    if any(
+        gone in text for gone in ("message thread not found", "topic_deleted", "topic_id_invalid")
+    ):
         return Failure.TOPIC_GONE
     if "topic_closed" in text:
         return Failure.TOPIC_CLOSED

@@ -22,6 +22,7 @@ an injected clock and sleeps with an injected `sleep`, so tests run on a fake cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -64,6 +65,10 @@ class Budget(Protocol):
 
     def pause_until(self, t: float) -> None:
         """Admit nothing before `t`."""
+        ...
+
+    def refund(self, at: float) -> None:
+        """Take back the send recorded at `at` (Telegram refused it)."""
         ...
 
     def settled(self, now: float | None = None) -> bool:
@@ -120,6 +125,11 @@ class SlidingWindow:
     def pause_until(self, t: float) -> None:
         self._paused_until = max(self._paused_until, t)
 
+    def refund(self, at: float) -> None:
+        """Take back the send recorded at `at`: Telegram refused it, so it did not count."""
+        with contextlib.suppress(ValueError):
+            self._times.remove(at)
+
     def settled(self, now: float | None = None) -> bool:
         if now is None:
             now = self._clock()
@@ -175,6 +185,10 @@ class TokenBucket:
 
     def pause_until(self, t: float) -> None:
         self._paused_until = max(self._paused_until, t)
+
+    def refund(self, at: float) -> None:
+        """Take back one recorded send: Telegram refused it, so it did not count."""
+        self._tat -= self._interval
 
     def settled(self, now: float | None = None) -> bool:
         if now is None:
@@ -361,9 +375,10 @@ class RateLimiter(BaseRequestMiddleware):
 
     # -- acquiring -------------------------------------------------------------------
 
-    async def acquire(self, chat_id: int | str | None) -> None:
+    async def acquire(self, chat_id: int | str | None) -> float:
         """Wait until the chat's budget and the global one admit a send, then spend one
-        of each. `None` spends only the global budget (e.g. an inline message edit)."""
+        of each; return the time it was recorded at. `None` spends only the global
+        budget (e.g. an inline message edit)."""
         key = chat_key(chat_id)
         waited = 0.0
         while True:
@@ -382,6 +397,7 @@ class RateLimiter(BaseRequestMiddleware):
                 if entry is not None:
                     entry.budget.record(now)
                     entry.used = now
+                admitted = now
                 break
             if entry is not None:
                 entry.used = now
@@ -392,6 +408,16 @@ class RateLimiter(BaseRequestMiddleware):
         self.waited_seconds += waited
         if waited >= 1.0:
             log.debug("send waited for budget", chat_id=chat_id, waited=round(waited, 3))
+        return admitted
+
+    def refund(self, chat_id: int | str | None, at: float) -> None:
+        """Give back the send admitted at `at`: Telegram refused it and did not count it,
+        so keeping it would leave that slot of the window unused."""
+        self.global_budget.refund(at)
+        key = chat_key(chat_id)
+        entry = self._chats.get(key) if key is not None else None
+        if entry is not None:
+            entry.budget.refund(at)
 
     def penalize(self, chat_id: int | str | None, retry_after: float) -> None:
         """Telegram answered 429: admit nothing into that chat for `retry_after` (+margin).
@@ -461,9 +487,10 @@ class RateLimiter(BaseRequestMiddleware):
                 )
                 raise
         key = _method_chat(method)
-        await self.acquire(key)
+        admitted = await self.acquire(key)
         try:
             return await make_request(bot, method)
         except TelegramRetryAfter as exc:
+            self.refund(key, admitted)
             self.penalize(key, exc.retry_after)
             raise  # the caller's retry policy decides whether to try again

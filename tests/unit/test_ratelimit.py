@@ -471,3 +471,31 @@ async def test_idle_budgets_are_forgotten_opportunistically(time: FakeTime) -> N
     time.now = 500.0
     await time.run(limiter.acquire(999))
     assert limiter.tracked_chats == 1
+
+
+async def test_a_refused_send_gives_its_slot_back(
+    time: FakeTime, api: FakeApi, limiter: RateLimiter
+) -> None:
+    # Telegram did not count a send it answered with 429, so neither do we: after the
+    # pause, the group still has all 20 sends of its window, not 19.
+    api.flood[GROUP] = 1
+    await time.run(send(limiter, api, message(GROUP)))
+    assert limiter.budget(GROUP).wait_time(time.now) > 0  # paused for retry_after
+    time.now = 1.06
+    await time.run(*(send(limiter, api, message(GROUP)) for _ in range(20)))
+    assert api.times(GROUP)[1:] == pytest.approx([1.06] * 20)
+
+
+def test_budgets_forget_a_refunded_send() -> None:
+    window = SlidingWindow(2, 10.0)
+    window.record(0.0)
+    window.record(1.0)
+    assert window.wait_time(1.0) == pytest.approx(9.0)
+    window.refund(1.0)
+    assert window.wait_time(1.0) == 0
+    window.refund(5.0)  # never recorded: nothing to take back
+    bucket = TokenBucket(1.0, 1)
+    bucket.record(0.0)
+    assert bucket.wait_time(0.0) == pytest.approx(1.0)
+    bucket.refund(0.0)
+    assert bucket.wait_time(0.0) == 0
