@@ -6,17 +6,23 @@ from aiogram import Dispatcher
 
 from bot.config import Settings
 from bot.handlers import agents, customer
+from bot.metrics import Metrics
 from storage.db import Database
 from storage.fsm import SQLiteStorage
 
 
-def create_dispatcher(settings: Settings, database: Database) -> Dispatcher:
-    """A Dispatcher with TopicDesk's routers, FSM state in SQLite, settings in workflow data.
+def create_dispatcher(
+    settings: Settings, database: Database, metrics: Metrics | None = None
+) -> Dispatcher:
+    """A Dispatcher with TopicDesk's routers, FSM state in SQLite, settings and metrics in
+    workflow data.
 
     Each update runs inside its own transaction, opened by the poller (bot.ingest), which
     hands it to the handlers as `db`.
     """
-    dispatcher = Dispatcher(storage=SQLiteStorage(database), settings=settings)
+    dispatcher = Dispatcher(
+        storage=SQLiteStorage(database), settings=settings, metrics=metrics or Metrics()
+    )
     dispatcher.include_router(customer.create_router())
     dispatcher.include_router(agents.create_router(settings))
     return dispatcher

@@ -181,6 +181,7 @@ def format_letters(letters: list[deadletters.DeadLetter]) -> str:
 
 
 async def _check(settings: Settings) -> int:
+    from bot.health import daemon_health  # noqa: PLC0415 - aiohttp, only for `check`
     from bot.preflight import StartupError, inspect, make_bot  # noqa: PLC0415 - heavy import
 
     try:
@@ -188,7 +189,7 @@ async def _check(settings: Settings) -> int:
     except StartupError as exc:
         return _fail(str(exc))
     try:
-        checks = await inspect(bot, settings)
+        checks = await inspect(bot, settings) + await daemon_health(settings)
     finally:
         await bot.session.close()
     print(f"config: {settings.storage.path} (database), group {settings.support.group_id}")

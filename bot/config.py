@@ -22,9 +22,11 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticKnownError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.delivery.payload import html_to_entities
@@ -32,6 +34,8 @@ from bot.delivery.payload import html_to_entities
 ENV_PREFIX = "TOPICDESK_"
 ENV_CONFIG = "TOPICDESK_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
+# systemd's `LoadCredential=telegram-token:/etc/topicdesk/token` puts the token here.
+CREDENTIAL_TOKEN = "telegram-token"  # noqa: S105 - the credential's name, not a token
 TOPIC_ICON_COLORS = (7322096, 16766590, 13338331, 9367192, 16749490, 16478047)
 
 
@@ -55,16 +59,66 @@ def _telegram_html(value: str) -> str:
     return value
 
 
+def read_token_file(path: Path) -> str:
+    """The token kept in a file, stripped; ValueError naming the file if it is unusable."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} cannot be read: it is not UTF-8 text") from None
+    if not token:
+        raise ValueError(f"{path} is empty")
+    return token
+
+
+def _credential_token_file() -> Path | None:
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    path = Path(directory) / CREDENTIAL_TOKEN if directory else None
+    return path if path is not None and path.exists() else None
+
+
+def _token_from_a_file(fields: dict[str, Any]) -> str:
+    """No token given: read telegram.token_file, else the systemd credential."""
+    if "token_file" not in fields:
+        # token_file is set but unreadable; its own error says so. This value never
+        # survives: validation fails on that error.
+        return "unread"
+    if fields["token_file"] is not None:
+        return read_token_file(fields["token_file"])
+    credential = _credential_token_file()
+    if credential is None:
+        raise PydanticKnownError("missing")
+    try:
+        return read_token_file(credential)
+    except ValueError as exc:
+        raise ValueError(f"is not set, and the systemd credential {exc}") from None
+
+
 class TelegramSettings(_Section):
-    token: SecretStr
+    # token_file comes before token: token's validator reads it when no token is given.
+    token_file: Path | None = None
+    # Required, but it may come from token_file or a systemd credential (see below).
+    token: SecretStr = Field(default=None, validate_default=True)
     api_url: str = "https://api.telegram.org"
     local_api: bool = False
     polling_timeout: int = Field(default=30, ge=1, le=50)
     request_timeout: float = Field(default=30.0, gt=0)
 
+    @field_validator("token_file")
+    @classmethod
+    def _check_token_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_token_file(value)  # an unreadable file is reported under its own key
+        return value
+
     @field_validator("token", mode="before")
     @classmethod
-    def _strip_token(cls, value: Any) -> Any:
+    def _strip_token(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return _token_from_a_file(info.data)
+        if info.data.get("token_file") is not None:
+            raise ValueError("and telegram.token_file are both set: keep one")
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         if isinstance(value, str):
@@ -122,6 +176,37 @@ class DeliverySettings(_Section):
 
 class StorageSettings(_Section):
     path: Path = Path("topicdesk.db")
+
+
+class HealthSettings(_Section):
+    """The health endpoint, the metrics, and the housekeeping that keeps them true."""
+
+    listen: str = ""  # "host:port" (or just a port, on 127.0.0.1); empty: no endpoint
+    max_poll_age: float = Field(default=90.0, gt=0)
+    housekeeping_interval: float = Field(default=60.0, gt=0)
+    reconcile_interval: float = Field(default=300.0, gt=0)
+    failure_alert_ratio: float = Field(default=0.05, gt=0, le=1)
+    pending_alert: int = Field(default=1000, ge=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        host, _, port = value.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError('must be "host:port" or a port, e.g. "127.0.0.1:9187" or "9187"')
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
 
 
 class LoggingSettings(_Section):
@@ -258,13 +343,26 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    telegram: TelegramSettings
+    # Without a [telegram] table the token may still come from a systemd credential.
+    telegram: TelegramSettings = Field(default_factory=dict, validate_default=True)
     support: SupportSettings
     storage: StorageSettings = StorageSettings()
     delivery: DeliverySettings = DeliverySettings()
     logging: LoggingSettings = LoggingSettings()
     intake: IntakeSettings = IntakeSettings()
     texts: TextsSettings = TextsSettings()
+    health: HealthSettings = HealthSettings()
+
+    @model_validator(mode="after")
+    def _poll_age_outlasts_a_poll(self) -> Settings:
+        # An idle long poll legitimately lasts polling_timeout seconds: a shorter limit
+        # would report a healthy daemon as failing between every two polls.
+        if self.health.max_poll_age <= self.telegram.polling_timeout:
+            raise ValueError(
+                f"health.max_poll_age ({self.health.max_poll_age:g}) must be longer than "
+                f"telegram.polling_timeout ({self.telegram.polling_timeout})"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -318,7 +416,8 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
         source = where
         if _env_name(loc) in os.environ:
             source = f"{_env_name(loc)} in the environment"
-        lines.append(f"{source}: {key} {message}")
+        # A rule across tables (e.g. health.max_poll_age against polling_timeout) has no key.
+        lines.append(f"{source}: {key} {message}" if key else f"{source}: {message}")
     return "\n".join(lines)
 
 

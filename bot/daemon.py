@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
+from collections.abc import Callable
 
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat
 
+from bot import sdnotify
 from bot.app import create_dispatcher
 from bot.config import Settings
 from bot.delivery.sender import Sender
+from bot.health import HealthServer
+from bot.housekeeping import Housekeeper
 from bot.ingest import Poller, TokenRejectedError
 from bot.metrics import Metrics
 from bot.preflight import TOKEN_REJECTED, StartupError, make_bot, prepare
@@ -20,6 +25,10 @@ from storage.db import Database
 from storage.migrations import migrate
 
 log = structlog.stdlib.get_logger(__name__)
+
+# What `systemctl status` shows while TopicDesk serves, and once it is stopping.
+READY_STATUS = "Polling Telegram for updates and delivering the outbox"
+STOPPING_STATUS = "Stopping: finishing the update in hand and the sends in flight"
 
 
 async def publish_commands(bot: Bot, settings: Settings) -> None:
@@ -48,13 +57,23 @@ class Daemon:
         self.metrics = Metrics()
         self.poller: Poller | None = None
         self.sender: Sender | None = None
+        self.housekeeper: Housekeeper | None = None
+        self.health: HealthServer | None = None
         self._stop_requested = False
+        self._stopping_announced = False
 
     def stop(self) -> None:
         """Ask the daemon to stop: finish the update in hand and the sends in flight."""
+        self._announce_stopping()
         self._stop_requested = True
         if self.poller is not None:
             self.poller.stop()
+
+    def _announce_stopping(self) -> None:
+        """Tell systemd, once, that shutdown has begun (asked for, or after a failure)."""
+        if not self._stopping_announced:
+            self._stopping_announced = True
+            sdnotify.stopping(STOPPING_STATUS)
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Migrate, check, serve until stop() (or SIGTERM/SIGINT), then close everything.
@@ -73,7 +92,7 @@ class Daemon:
             self.sender = Sender(bot, database, settings, metrics=self.metrics)
             self.poller = Poller(
                 bot,
-                create_dispatcher(settings, database),
+                create_dispatcher(settings, database, metrics=self.metrics),
                 database,
                 polling_timeout=settings.telegram.polling_timeout,
                 on_commit=self.sender.wake,
@@ -83,13 +102,56 @@ class Daemon:
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(signum, self.stop)
+            await self._start_operations(bot, database, self.sender)
             if self._stop_requested:
                 self.poller.stop()
-            await _run(self.poller, self.sender)
+            await _run(
+                self.poller,
+                self.sender,
+                # One notion of "polling is stuck" for /healthz and for systemd.
+                stale_after=settings.health.max_poll_age,
+                on_stopping=self._announce_stopping,
+            )
         finally:
+            await self._stop_operations()
             await bot.session.close()
             await database.close()
             log.info("stopped")
+
+    async def _start_operations(self, bot: Bot, database: Database, sender: Sender) -> None:
+        """The housekeeper, and the health endpoint if health.listen is set."""
+        settings = self.settings
+        if settings.health.listen:
+            self.health = HealthServer(
+                settings.health, database, self.metrics, breaker_open=lambda: sender.breaker.is_open
+            )
+            try:
+                await self.health.start()
+            except OSError as exc:
+                self.health = None
+                raise StartupError(
+                    f"health.listen {settings.health.listen}: cannot listen there "
+                    f"({exc.strerror or exc}): choose another port or address"
+                ) from None
+        self.housekeeper = Housekeeper(
+            bot,
+            database,
+            settings,
+            self.metrics,
+            is_delivering=sender.is_delivering,
+            breaker_open=lambda: sender.breaker.is_open,
+            wake=sender.wake,
+        )
+        self.housekeeper.start()
+
+    async def _stop_operations(self) -> None:
+        """Stop the housekeeper and the health endpoint (before the database closes)."""
+        if self.housekeeper is not None:
+            await self.housekeeper.stop()
+            self.housekeeper = None
+        if self.health is not None:
+            await self.health.stop()
+            self.health = None
 
 
 async def serve(settings: Settings) -> None:
@@ -97,14 +159,72 @@ async def serve(settings: Settings) -> None:
     await Daemon(settings).run()
 
 
-async def _run(poller: Poller, sender: Sender) -> None:
+def healthy_for_watchdog(
+    poll_age: float | None, *, sender_running: bool, stale_after: float
+) -> bool:
+    """Whether to ping systemd's watchdog: getUpdates succeeded lately and the sender runs."""
+    return sender_running and poll_age is not None and poll_age < stale_after
+
+
+async def feed_watchdog(
+    metrics: Metrics, sending: asyncio.Future[None], *, interval: float, stale_after: float
+) -> None:
+    """Ping the watchdog every interval/2 while healthy; withheld pings make systemd restart us."""
+    started = time.monotonic()
+    withheld = False
+    while True:
+        # Before the first successful poll, count from start: the same grace as a stale poll.
+        poll_age = metrics.seconds_since_poll()
+        if poll_age is None:
+            poll_age = time.monotonic() - started
+        sender_running = not sending.done()
+        if healthy_for_watchdog(poll_age, sender_running=sender_running, stale_after=stale_after):
+            sdnotify.watchdog()
+            withheld = False
+        elif not withheld:
+            withheld = True
+            log.error(
+                "unhealthy: withholding the watchdog ping, systemd will restart TopicDesk",
+                seconds_since_poll=round(poll_age, 1),
+                sender_running=sender_running,
+            )
+        await asyncio.sleep(interval / 2)
+
+
+async def _run(
+    poller: Poller,
+    sender: Sender,
+    *,
+    stale_after: float,
+    on_stopping: Callable[[], None] = lambda: None,
+) -> None:
     sending = asyncio.create_task(sender.run(), name="sender")
     polling = asyncio.create_task(poller.run(), name="poller")
-    log.info("polling started")
-    done, _ = await asyncio.wait({sending, polling}, return_when=asyncio.FIRST_COMPLETED)
+    interval = sdnotify.watchdog_interval()
+    watching: asyncio.Task[None] | None = None
+    if interval is not None:
+        watching = asyncio.create_task(
+            feed_watchdog(
+                poller.metrics,
+                sending,
+                interval=interval,
+                stale_after=max(stale_after, interval),
+            ),
+            name="watchdog",
+        )
+    log.info("polling started", watchdog_interval=interval)
+    sdnotify.ready(READY_STATUS)
+    try:
+        done, _ = await asyncio.wait({sending, polling}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # systemd watches only a running service; TimeoutStopSec= bounds the shutdown.
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
     if sending in done:
         # The sender never returns on its own: whatever it raised stops the daemon.
         poller.stop()
+    on_stopping()
     log.info("stopping: finishing the update in hand and the sends in flight")
     await asyncio.gather(polling, return_exceptions=True)
     await sender.stop()

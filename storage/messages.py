@@ -123,3 +123,12 @@ async def counterpart(db: Conn, chat_id: int, message_id: int) -> tuple[int, int
         (chat_id, message_id, chat_id, message_id),
     )
     return None if row is None else (row["chat"], row["msg"])
+
+
+async def has_reply_to_customer(db: Conn, ticket_id: int) -> bool:
+    """Whether an agent's message to the customer has been recorded for this ticket."""
+    found = await db.fetchval(
+        "SELECT 1 FROM messages WHERE ticket_id = ? AND direction = 'to_customer' LIMIT 1",
+        (ticket_id,),
+    )
+    return found is not None

@@ -143,6 +143,10 @@ class Sender:
         now = datetime.now(UTC)
         wait: float | None = None
         for item in heads:
+            if self._stopping:
+                # stop() may have come while we read the outbox; it waits only for the
+                # deliveries started before it, so start none after it.
+                return None
             if item.chat_id in self._busy:
                 continue
             due_in = (from_iso(item.not_before) - now).total_seconds()

@@ -11,9 +11,10 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.config import Settings
 from bot.handlers.common import after_commit, is_service, to_incoming
+from bot.metrics import Metrics
 from bot.services import tickets as desk
-from storage import tickets
-from storage.db import Conn
+from storage import messages, tickets
+from storage.db import Conn, from_iso
 from storage.tickets import Ticket
 
 log = structlog.stdlib.get_logger(__name__)
@@ -53,7 +54,9 @@ async def _ticket_of(db: Conn, message: Message) -> Ticket | None:
     return ticket
 
 
-async def on_topic_message(message: Message, db: Conn, settings: Settings) -> None:
+async def on_topic_message(
+    message: Message, db: Conn, settings: Settings, metrics: Metrics
+) -> None:
     """An agent wrote in a topic: relay it to the ticket's customer."""
     if is_service(message) or not _from_a_person(message, settings.support.group_id):
         return
@@ -75,7 +78,20 @@ async def on_topic_message(message: Message, db: Conn, settings: Settings) -> No
     if too_large:
         await desk.notify_agents(db, ticket, too_large, key)
         return
+    first_reply = not await messages.has_reply_to_customer(db, ticket.id)
     await desk.relay(db, settings, ticket, incoming, "to_customer")
+    if first_reply:
+        _observe_first_response(db, metrics, ticket, incoming.date)
+
+
+def _observe_first_response(db: Conn, metrics: Metrics, ticket: Ticket, replied_at: str) -> None:
+    """From the customer's first message to the first agent reply, counted once committed."""
+    seconds = max(0.0, (from_iso(replied_at) - from_iso(ticket.created_at)).total_seconds())
+
+    async def observe() -> None:
+        metrics.first_response.observe(seconds)
+
+    db.after_commit(observe)
 
 
 async def on_close(message: Message, db: Conn, settings: Settings) -> None:

@@ -9,7 +9,10 @@ import signal
 import sqlite3
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import RunningDesk
 from tests.e2e.test_conversation import AGENT, ALICE, open_ticket, wait_for_bot_text
@@ -101,6 +104,20 @@ class DaemonProcess:
         self.process.send_signal(signal.SIGTERM)
         return await asyncio.wait_for(self.process.wait(), 40)
 
+    async def close(self) -> None:
+        """Leave no daemon behind, whatever the test did."""
+        if self.process is not None and self.process.returncode is None:
+            await self.kill()
+
+
+@pytest.fixture
+async def daemon(desk_env: dict[str, str], tmp_path: Path) -> AsyncIterator[DaemonProcess]:
+    process = DaemonProcess(child_env(desk_env, **UNHURRIED), tmp_path / "daemon.log")
+    try:
+        yield process
+    finally:
+        await process.close()
+
 
 async def _converse(
     telegram: FakeTelegram, threads: dict[int, int], count: int, rng: random.Random
@@ -139,12 +156,11 @@ async def _open_tickets(telegram: FakeTelegram) -> dict[int, int]:
 
 
 async def test_sigkill_at_random_moments_loses_nothing(
-    telegram: FakeTelegram, desk_env: dict[str, str], tmp_path: Path
+    telegram: FakeTelegram, desk_env: dict[str, str], daemon: DaemonProcess
 ) -> None:
     seed = int(os.environ.get("TOPICDESK_CHAOS_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     database = Path(desk_env["TOPICDESK_STORAGE__PATH"])
-    daemon = DaemonProcess(child_env(desk_env, **UNHURRIED), tmp_path / "daemon.log")
     await daemon.start(telegram)
     threads = await _open_tickets(telegram)
 
@@ -191,10 +207,9 @@ async def test_sigkill_at_random_moments_loses_nothing(
 
 
 async def test_sigterm_under_load_loses_nothing_and_duplicates_nothing(
-    telegram: FakeTelegram, desk_env: dict[str, str], tmp_path: Path
+    telegram: FakeTelegram, daemon: DaemonProcess
 ) -> None:
     rng = random.Random(7)
-    daemon = DaemonProcess(child_env(desk_env, **UNHURRIED), tmp_path / "daemon.log")
     await daemon.start(telegram)
     threads = await _open_tickets(telegram)
     conversation = asyncio.create_task(_converse(telegram, threads, 40, rng))

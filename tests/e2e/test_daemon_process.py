@@ -40,9 +40,19 @@ async def topicdesk(env: dict[str, str], *args: str, limit: float = 30) -> tuple
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), limit)
+    out, err = await stopped(process, limit)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def stopped(process: asyncio.subprocess.Process, limit: float = 30) -> tuple[bytes, bytes]:
+    """The output of a process told to stop; killed if it does not within `limit`."""
+    try:
+        return await asyncio.wait_for(process.communicate(), limit)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
 
 
 async def test_a_rejected_token_says_to_make_a_new_one_with_botfather(
@@ -157,7 +167,7 @@ async def test_the_daemon_logs_json_with_update_context_and_stops_cleanly_on_sig
         await wait_for_bot_text(telegram, GROUP_ID, "Any news?")
     finally:
         process.send_signal(signal.SIGTERM)
-        out, err = await asyncio.wait_for(process.communicate(), 30)
+        out, err = await stopped(process)
     assert process.returncode == 0, err.decode()
     text = out.decode() + err.decode()
     assert BOT_TOKEN not in text
