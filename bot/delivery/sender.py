@@ -38,10 +38,17 @@ from bot.delivery import payload
 from bot.delivery.breaker import CircuitBreaker, Outage
 from bot.delivery.errors import Failure, classify, reason
 from bot.metrics import Metrics
-from bot.services.tickets import PRIORITY_RECOVERY, replace_topic
+from bot.services.tickets import (
+    PRIORITY_RECOVERY,
+    notify_agents,
+    notify_customer,
+    render,
+    replace_topic,
+    say,
+)
 from storage import deadletters, kv, messages, outbox, tickets
 from storage.db import Conn, Database, from_iso
-from storage.outbox import PRIORITY_NOTICE, OutboxItem, Outgoing
+from storage.outbox import OutboxItem, Outgoing
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -188,17 +195,7 @@ class Sender:
         )
         async with self._db.transaction() as db:
             for admin in self._settings.support.admin_ids:
-                await outbox.enqueue(
-                    db,
-                    Outgoing(
-                        key=f"outage:{self.breaker.trips}:{admin}",
-                        purpose="notice",
-                        method="sendMessage",
-                        params={"text": text},
-                        chat_id=admin,
-                        priority=PRIORITY_NOTICE,
-                    ),
-                )
+                await say(db, admin, text, f"outage:{self.breaker.trips}:{admin}")
 
     # One row, start to end.
 
@@ -437,33 +434,11 @@ class Sender:
         if ticket is None:
             return
         if item.chat_id == ticket.customer_id:
-            await outbox.enqueue(
-                db,
-                Outgoing(
-                    key=f"dead:{letter}:note",
-                    purpose="notice",
-                    method="sendMessage",
-                    params={"text": f"⚠ not delivered to the customer: {why}", "_topic": True},
-                    chat_id=ticket.group_chat_id,
-                    ticket_id=ticket.id,
-                    priority=PRIORITY_NOTICE,
-                ),
-            )
+            note = render("⚠ not delivered to the customer: {why}", why=why)
+            await notify_agents(db, ticket, note, key=f"dead:{letter}:note")
         else:
-            await outbox.enqueue(
-                db,
-                Outgoing(
-                    key=f"dead:{letter}:note",
-                    purpose="notice",
-                    method="sendMessage",
-                    params={
-                        "text": self._settings.texts.not_delivered_to_agents,
-                        "parse_mode": "HTML",
-                    },
-                    chat_id=ticket.customer_id,
-                    ticket_id=ticket.id,
-                    priority=PRIORITY_NOTICE,
-                ),
+            await notify_customer(
+                db, ticket, self._settings.texts.not_delivered_to_agents, key=f"dead:{letter}:note"
             )
 
     async def _replace_topic(self, db: Conn, item: OutboxItem, attempts: int) -> None:

@@ -128,18 +128,7 @@ async def post_card(
     )
     in_full = cards.full_answers(ticket, customer)
     if in_full:
-        await outbox.enqueue(
-            db,
-            Outgoing(
-                key=f"{key}:answers",
-                purpose="notice",
-                method="sendMessage",
-                params={"text": in_full, "parse_mode": "HTML", "_topic": True},
-                chat_id=ticket.group_chat_id,
-                ticket_id=ticket.id,
-                priority=priority,
-            ),
-        )
+        await notify_agents(db, ticket, in_full, f"{key}:answers", priority=priority)
 
 
 async def relay(
@@ -238,8 +227,10 @@ async def notify_customer(db: Conn, ticket: Ticket, text: str, key: str) -> None
     await say(db, ticket.customer_id, text, key, ticket_id=ticket.id)
 
 
-async def notify_agents(db: Conn, ticket: Ticket, text: str, key: str) -> None:
-    """Queue a note for the agents in the ticket's topic."""
+async def notify_agents(
+    db: Conn, ticket: Ticket, text: str, key: str, *, priority: int = PRIORITY_NOTICE
+) -> None:
+    """Queue a Telegram-HTML note for the agents in the ticket's topic."""
     await outbox.enqueue(
         db,
         Outgoing(
@@ -249,7 +240,7 @@ async def notify_agents(db: Conn, ticket: Ticket, text: str, key: str) -> None:
             params={"text": text, "parse_mode": "HTML", "_topic": True},
             chat_id=ticket.group_chat_id,
             ticket_id=ticket.id,
-            priority=PRIORITY_NOTICE,
+            priority=priority,
         ),
     )
 
