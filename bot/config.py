@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticKnownError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bot.delivery.payload import html_to_entities
+from bot.telegram_text import html_to_entities
 
 ENV_PREFIX = "TOPICDESK_"
 ENV_CONFIG = "TOPICDESK_CONFIG"

@@ -33,8 +33,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from bot import telegram_text
 from bot.config import Settings
-from bot.delivery import payload
 from bot.delivery.breaker import CircuitBreaker, Outage
 from bot.delivery.errors import Failure, classify, reason
 from bot.metrics import Metrics
@@ -485,10 +485,10 @@ def _fit(method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Split what is over Telegram's size limits into several calls, in order."""
     if method == "sendMessage" and isinstance(params.get("text"), str):
         text, entities = _visible(params["text"], params.get("parse_mode"), params.get("entities"))
-        if len(text) <= payload.TEXT_LIMIT:
+        if len(text) <= telegram_text.TEXT_LIMIT:
             return [params]
         base = {k: v for k, v in params.items() if k not in {"text", "parse_mode", "entities"}}
-        chunks = payload.split_text(text, entities)
+        chunks = telegram_text.split_text(text, entities)
         calls = []
         for index, (chunk, chunk_entities) in enumerate(chunks):
             call = {**base, "text": chunk, "entities": chunk_entities}
@@ -500,9 +500,9 @@ def _fit(method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         caption, entities = _visible(
             params["caption"], params.get("parse_mode"), params.get("caption_entities")
         )
-        if len(caption) <= payload.CAPTION_LIMIT:
+        if len(caption) <= telegram_text.CAPTION_LIMIT:
             return [params]
-        (first, first_entities), rest = payload.split_caption(caption, entities)
+        (first, first_entities), rest = telegram_text.split_caption(caption, entities)
         head = {k: v for k, v in params.items() if k not in {"parse_mode", "caption_entities"}}
         head.update(caption=first, caption_entities=first_entities)
         tail_base = {k: params[k] for k in ("chat_id", "message_thread_id") if k in params}
@@ -517,9 +517,9 @@ def _visible(text: str, parse_mode: Any, entities: Any) -> tuple[str, list[dict[
     """The text as Telegram will count it, with its entities."""
     if parse_mode == "HTML":
         try:
-            return payload.html_to_entities(text)
+            return telegram_text.html_to_entities(text)
         except ValueError:
-            return payload.strip_html(text), []
+            return telegram_text.strip_html(text), []
     return text, list(entities or [])
 
 
@@ -528,7 +528,7 @@ def _plain(params: dict[str, Any]) -> dict[str, Any]:
     plain = {k: v for k, v in params.items() if k != "parse_mode"}
     for field in ("text", "caption"):
         if isinstance(plain.get(field), str):
-            plain[field] = payload.strip_html(plain[field])
+            plain[field] = telegram_text.strip_html(plain[field])
     return plain
 
 

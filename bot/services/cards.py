@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from bot.delivery.payload import TEXT_LIMIT
+from bot.telegram_text import TEXT_LIMIT
 from storage.db import from_iso
 from storage.tickets import Customer, Ticket
 

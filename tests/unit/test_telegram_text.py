@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.delivery.payload import (
+from bot.telegram_text import (
     html_to_entities,
     split_caption,
     split_text,

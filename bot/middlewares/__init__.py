@@ -1,1 +1,0 @@
-"""Cross-cutting concerns around every update."""
