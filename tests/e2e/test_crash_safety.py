@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningDesk
-from tests.e2e.test_conversation import AGENT, ALICE, open_ticket, wait_for_bot_text
+from tests.e2e.test_conversation import AGENT, ALICE, buttons, open_ticket, wait_for_bot_text
 from tests.e2e.test_daemon_process import child_env
 from tests.fake_telegram import GROUP_ID, FakeTelegram
 
@@ -225,3 +225,27 @@ async def test_sigterm_under_load_loses_nothing_and_duplicates_nothing(
     assert await daemon.terminate() == 0
     arrivals = _arrivals(telegram, expected)
     assert {text: arrivals[text] for text, _, _ in expected} == {text: 1 for text, _, _ in expected}
+
+
+async def test_two_messages_racing_to_open_a_ticket_open_one(
+    telegram: FakeTelegram, desk: RunningDesk
+) -> None:
+    telegram.add_user(ALICE, "Alice", "Smith")
+    telegram.send_private(ALICE, "Hello")
+    question = await wait_for_bot_text(telegram, ALICE, "What is your question about?")
+    telegram.press_button(ALICE, ALICE, question["message_id"], buttons(question)["Billing"])
+    await wait_for_bot_text(telegram, ALICE, "describe the problem")
+
+    # Both answers arrive in one getUpdates batch, as a double send would.
+    telegram.send_private(ALICE, "The invoice is wrong, please check.")
+    telegram.send_private(ALICE, "The invoice is wrong, please check!!")
+    await wait_for_bot_text(telegram, ALICE, "Your ticket #1 is open")
+    await wait_for_bot_text(telegram, GROUP_ID, "The invoice is wrong, please check!!")
+    # ...and a double tap on a button that was answered already changes nothing.
+    telegram.press_button(ALICE, ALICE, question["message_id"], buttons(question)["Billing"])
+    telegram.send_private(ALICE, "One more thing")
+    await wait_for_bot_text(telegram, GROUP_ID, "One more thing")
+
+    tickets = [t.name for t in telegram.topics[GROUP_ID].values() if t.name.startswith("#")]
+    assert tickets == ["#1 · Alice Smith · Billing"]
+    assert len(telegram.calls_to("createForumTopic")) == 1
