@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from bot.services.incoming import RELAYABLE
 from tests.conftest import RunningDesk
 from tests.e2e.test_conversation import AGENT, ALICE, open_ticket, wait_for_bot_text
 from tests.fake_telegram import GROUP_ID, FakeTelegram
 
-KINDS = [
-    "photo",
-    "video",
-    "document",
-    "audio",
-    "voice",
-    "video_note",
-    "sticker",
-    "animation",
-    "location",
-    "venue",
-    "contact",
-]
+KINDS = sorted(RELAYABLE - {"text"})  # every kind the desk relays besides text
 
 
 def copies_of_kind(
