@@ -23,7 +23,7 @@ from aiogram.types import Update
 
 from bot.metrics import Metrics
 from storage import updates
-from storage.db import Database
+from storage.db import Conn, Database
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -94,11 +94,22 @@ class Poller:
                 break
             failures = 0
             self.metrics.polled()
-            for update in batch:
-                if self._stop.is_set():
-                    break  # not confirmed: Telegram sends it again next time
-                await self.process(update)
-                request.offset = update.update_id + 1
+            if not batch:
+                continue
+            try:
+                done = await self.process_batch(batch)
+            except Exception as exc:
+                failures += 1
+                delay = min(MAX_BACKOFF, 0.5 * 2**failures)
+                log.exception(
+                    "updates could not be stored; they are not confirmed and will be tried again",
+                    error=str(exc),
+                    retry_in=delay,
+                )
+                await self._sleep(delay)
+                continue
+            if done:
+                request.offset = done[-1] + 1
 
     async def _fetch(self, request: GetUpdates) -> list[Update] | None:
         """One long poll, abandoned (returning None) if stop() is called meanwhile."""
@@ -116,34 +127,66 @@ class Poller:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
 
+    async def process_batch(self, batch: list[Update]) -> list[int]:
+        """Handle updates in one transaction, each in its own savepoint; return the ids done.
+
+        One commit (one sync to disk) for the whole batch is what keeps catch-up fast. An
+        update that fails is rolled back to its savepoint alone and recorded as failed;
+        its neighbours commit. Updates are handled in order, one at a time, so each
+        chat's updates keep their order.
+        """
+        done: list[int] = []
+        outcomes: list[str] = []
+        async with self._db.transaction() as db:
+            for update in batch:
+                if self._stop.is_set():
+                    break  # not confirmed: Telegram sends the rest again next time
+                outcomes.append(await self._handle(db, update))
+                done.append(update.update_id)
+        self.processed += len(done)
+        for outcome in outcomes:
+            self.metrics.updates.labels(outcome).inc()
+        self._on_commit()
+        return done
+
     async def process(self, update: Update) -> None:
-        """Handle one update in one transaction, recording its id with its effects."""
+        """Handle one update in its own transaction."""
+        await self.process_batch([update])
+
+    async def _handle(self, db: Conn, update: Update) -> str:
+        """One update inside the batch's transaction; its effects and id share a savepoint."""
         started = time.monotonic()
         with structlog.contextvars.bound_contextvars(
             update_id=update.update_id, chat_id=update_chat_id(update)
         ):
             outcome: str
             try:
-                async with self._db.transaction() as db:
-                    if await updates.is_processed(db, update.update_id):
+                async with self._db.savepoint() as part:
+                    if await updates.is_processed(part, update.update_id):
                         # Telegram sent it again (its offset was not confirmed before a
                         # stop); its effects committed already.
                         outcome = "duplicate"
                     else:
-                        result = await self._dispatcher.feed_update(self._bot, update, db=db)
+                        result = await self._dispatcher.feed_update(self._bot, update, db=part)
                         outcome = "ignored" if result is UNHANDLED else "handled"
-                        await updates.record(db, update.update_id, outcome)
+                        await updates.record(part, update.update_id, outcome)
             except Exception:
                 log.exception("update could not be handled, skipped")
-                async with self._db.transaction() as db:
-                    await updates.record(db, update.update_id, "failed")
+                await updates.record(db, update.update_id, "failed")
                 outcome = "failed"
-            self.processed += 1
-            self.metrics.updates.labels(outcome).inc()
-            self._on_commit()
             log.info(
                 "update processed",
                 outcome=outcome,
-                event_type=update.event_type,
+                event_type=event_type(update),
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
             )
+            return outcome
+
+
+def event_type(update: Update) -> str:
+    """The kind of update (message, callback_query, ...), or "unknown" for a kind aiogram
+    does not know."""
+    try:
+        return update.event_type
+    except Exception:  # noqa: BLE001 - aiogram raises for kinds newer than itself
+        return "unknown"
