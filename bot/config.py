@@ -172,6 +172,9 @@ class DeliverySettings(_Section):
     breaker_threshold: int = Field(default=5, ge=1)
     probe_interval: float = Field(default=10.0, gt=0)
     album_wait: float = Field(default=1.5, ge=0)
+    # Rows under way at once, across all chats; the bot-wide budget (30 a second) makes
+    # more pointless, and fewer keeps a backlog from crowding the rate limiter.
+    max_in_flight: int = Field(default=50, ge=1)
 
 
 class StorageSettings(_Section):

@@ -21,6 +21,7 @@ from bot.housekeeping import Housekeeper
 from bot.ingest import Poller, TokenRejectedError
 from bot.metrics import Metrics
 from bot.preflight import TOKEN_REJECTED, StartupError, make_bot, prepare
+from bot.services.outcomes import DeskOutcomes
 from storage.db import Database
 from storage.migrations import migrate
 
@@ -89,13 +90,16 @@ class Daemon:
         try:
             await prepare(bot, settings)
             await publish_commands(bot, settings)
-            self.sender = Sender(bot, database, settings, metrics=self.metrics)
+            self.sender = Sender(
+                bot, database, settings, DeskOutcomes(settings), metrics=self.metrics
+            )
+            # Each commit tells the sender which chats it queued work for.
+            database.on_outbox_commit(self.sender.notify)
             self.poller = Poller(
                 bot,
                 create_dispatcher(settings, database, metrics=self.metrics),
                 database,
                 polling_timeout=settings.telegram.polling_timeout,
-                on_commit=self.sender.wake,
                 metrics=self.metrics,
             )
             if handle_signals:

@@ -27,7 +27,7 @@ from bot.config import Settings
 from bot.delivery.errors import Failure, classify, reason
 from bot.metrics import Metrics
 from bot.services import tickets as desk
-from storage import deadletters, health, kv, outbox, tickets, updates
+from storage import deadletters, health, keys, kv, outbox, tickets, updates
 from storage.db import Conn, Database, to_iso, utcnow
 from storage.health import UndeliveredReply
 from storage.tickets import Ticket
@@ -193,11 +193,11 @@ class Housekeeper:
         day = datetime.now(UTC).date().isoformat()
         admins = self._settings.support.admin_ids
         async with self._db.transaction() as db:
-            first = await kv.get(db, f"alert:{kind}:{day}") is None
+            first = await kv.get(db, keys.alert(kind, day)) is None
             if first:
-                await kv.put(db, f"alert:{kind}:{day}", utcnow())
+                await kv.put(db, keys.alert(kind, day), utcnow())
             for admin in admins:
-                await desk.say(db, admin, text, key=f"alert:{kind}:{day}:{admin}")
+                await desk.say(db, admin, text, key=keys.alert(kind, day, admin))
         if first:
             log.error("alert raised", alert=kind, admins=len(admins), **facts)
             self._wake()
@@ -258,7 +258,7 @@ class Housekeeper:
                 ticket = await tickets.get_ticket(db, reply.ticket_id)
                 assert ticket is not None
                 await desk.notify_agents(
-                    db, ticket, undelivered_note(reply), key=f"undelivered:{reply.outbox_id}:note"
+                    db, ticket, undelivered_note(reply), key=keys.undelivered_note(reply.outbox_id)
                 )
                 await health.flag_undelivered(db, reply, told_by="reconciliation")
                 noted.append(reply)
@@ -277,8 +277,7 @@ class Housekeeper:
         """Whether the sender's own note reached the topic; None while it is on its way."""
         if reply.letter_id is None:
             return False
-        # The key Sender._bury gives its note about a dead letter.
-        state = await health.state_of(db, f"dead:{reply.letter_id}:note")
+        state = await health.state_of(db, keys.dead_letter_note(reply.letter_id))
         if state in {"pending", "sending"}:
             return None
         return state == "sent"
@@ -349,7 +348,7 @@ class Housekeeper:
             current = await tickets.get_ticket(db, ticket.id)
             if current is None or current.thread_id != thread_id or not current.is_open:
                 return 0  # the sender met the deleted topic first and replaced it
-            tag = f"ticket:{ticket.id}:again:probe:{thread_id}"
+            tag = keys.replacement(ticket.id, f"probe:{thread_id}")
             if not await desk.replace_topic(db, self._settings, current, tag):
                 return 0
         self._finding(

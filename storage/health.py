@@ -84,7 +84,7 @@ async def undelivered_replies(db: Conn, since: str) -> list[UndeliveredReply]:
                (o.purpose = 'relay' AND m.id = o.message_id)
             OR (o.purpose = 'album'
                 AND m.source_chat_id = json_extract(o.params, '$.from_chat_id')
-                AND m.media_group_id = json_extract(o.params, '$._album')))
+                AND m.media_group_id = o.album_id))
         JOIN tickets t ON t.id = m.ticket_id AND t.status = 'open'
         WHERE o.id IN (
                 SELECT outbox_id FROM dead_letters

@@ -1,31 +1,38 @@
 """The sender: drains the outbox into the Bot API, one call in flight per chat.
 
-Each chat's rows go out by priority, then in the order written; chats are independent,
-so one chat that waits (out of budget, or retrying) never holds back another. A row is
-marked `sending` before its call and `sent` with its effects (the topic's id, the copy's
-message id) in one transaction after it, so a restart resumes where the last run stopped.
-The rate limiter sits below, in the bot's request middleware; retries are tenacity's;
-what cannot be delivered becomes a dead letter and the other side is told.
+Scheduling. The sender learns which chats have new rows from the commits themselves
+(`Database.on_outbox_commit`), looks only at those, and rescans the whole outbox every
+few seconds for rows written by another process (`topicdesk dlq retry`). Chats are
+independent, so one chat that waits (out of budget, or retrying) never holds back
+another; at most `delivery.max_in_flight` rows are under way at once, which bounds the
+tasks waiting in the rate limiter during a backlog.
 
-Params keys that start with `_` are instructions to the sender, resolved at send time
-from the store, because what they point at may not exist when the row is written:
-`_topic` (the ticket's forum topic), `_card` (the ticket's card message), `_reply_to`
-(the counterpart of a replied-to message), `_album` (all parts of a media group).
+Order. A private chat's rows go out by priority, then in the order written. A group's
+budget (20 sends a minute for all its topics) is shared between tickets round-robin: each
+ticket's next row in turn, so a quiet ticket waits at most a few sends behind a noisy
+one. Urgent rows (the customers' words, topics, cards, notices) of every ticket go
+before any card edit or topic change, so a burst of those never delays a customer.
+
+One row. It is marked `sending` before its call and `sent` with its effects in one
+transaction after it, so a restart resumes where the last run stopped. The desk
+(`bot.delivery.contract.Desk`) resolves what a row refers to and decides what an
+outcome means for a ticket; the rate limiter sits below, in the bot's request
+middleware; retries are tenacity's; what cannot be delivered becomes a dead letter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiogram import Bot, methods
+from aiogram import Bot
 from aiogram.exceptions import TelegramMigrateToChat, TelegramRetryAfter
 from aiogram.methods.base import TelegramMethod
-from pydantic import BaseModel
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -33,37 +40,26 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from bot import telegram_text
 from bot.config import Settings
-from bot.delivery.breaker import CircuitBreaker, Outage
+from bot.delivery import requests
+from bot.delivery.breaker import CircuitBreaker
+from bot.delivery.contract import Desk, NotReadyError, UndeliverableError
 from bot.delivery.errors import Failure, classify, reason
 from bot.metrics import Metrics
-from bot.services.tickets import (
-    PRIORITY_RECOVERY,
-    notify_agents,
-    notify_customer,
-    render,
-    replace_topic,
-    say,
-)
-from storage import deadletters, kv, messages, outbox, tickets
+from storage import deadletters, outbox
 from storage.db import Conn, Database, from_iso
-from storage.outbox import OutboxItem, Outgoing
+from storage.outbox import OutboxItem
 
 log = structlog.stdlib.get_logger(__name__)
 
 NOT_READY_DELAY = 1.0
-# The sender looks at the outbox at least this often, so rows requeued by another
+# The sender rescans the whole outbox at least this often, so rows requeued by another
 # process (`topicdesk dlq retry`) go out without a restart.
 IDLE_LOOK = 5.0
-
-
-class NotReadyError(Exception):
-    """The row depends on something not delivered yet; try again shortly."""
-
-
-class UndeliverableError(Exception):
-    """The row can never be delivered as it stands; the message says why."""
+# How many heads of private chats one read fetches.
+CHATS_PER_READ = 200
+# How many tickets of a group one look may pass over whose next row is not due yet.
+LANES_PER_LOOK = 50
 
 
 class BreakerOpenError(Exception):
@@ -81,35 +77,54 @@ class _Budget:
         return self.failures >= self.max_attempts
 
 
+class _Turns:
+    """Where a group's round-robin stands: the ticket served last, per band."""
+
+    def __init__(self) -> None:
+        self.last: dict[bool, int | None] = {True: None, False: None}
+
+
 class Sender:
-    """Delivers outbox rows; wake() it after a commit that wrote some."""
+    """Delivers outbox rows; notify() it of the chats a commit queued work for."""
 
     def __init__(
         self,
         bot: Bot,
         db: Database,
         settings: Settings,
+        desk: Desk,
         *,
         metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._bot = bot
         self._db = db
-        self._settings = settings
+        self._desk = desk
         self._policy = settings.delivery
         self._sleep = sleep
         self._wake = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._look: dict[int, None] = {}  # chats to look at, in the order they asked
+        self._due: dict[int, float] = {}  # chat -> monotonic time its next row is due
         self._busy: set[int] = set()
         self._in_flight: set[int] = set()  # outbox ids being delivered now
+        self._turns: dict[int, _Turns] = {}
+        self._next_scan = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self.breaker = CircuitBreaker(self._policy.breaker_threshold)
         self.metrics = metrics or Metrics()
         self.queued = 0
 
     def wake(self) -> None:
-        """Look at the outbox now."""
+        """Rescan the whole outbox now."""
+        self._next_scan = 0.0
+        self._wake.set()
+
+    def notify(self, chat_ids: set[int]) -> None:
+        """A commit queued work for these chats."""
+        for chat_id in chat_ids:
+            self._look[chat_id] = None
         self._wake.set()
 
     def is_delivering(self, outbox_id: int) -> bool:
@@ -129,7 +144,7 @@ class Sender:
                 continue
             wait = await self._start_due()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(wait or IDLE_LOOK, IDLE_LOOK))
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Start nothing new and let the calls in flight finish (their rows stay safe)."""
@@ -142,30 +157,98 @@ class Sender:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _start_due(self) -> float | None:
-        """Start the due head of every idle chat; return seconds until the next is due."""
-        async with self._db.reader() as db:
-            heads = await outbox.heads(db)
-            self.queued = await outbox.depth(db)
-        now = datetime.now(UTC)
-        wait: float | None = None
-        for item in heads:
+    # Choosing what to send.
+
+    async def _start_due(self) -> float:
+        """Start the due next row of every idle chat asked about; return how long to wait."""
+        now = time.monotonic()
+        if now >= self._next_scan:
+            await self._scan()
+            self._next_scan = now + IDLE_LOOK
+        for chat_id, due in list(self._due.items()):
+            if due <= now:
+                del self._due[chat_id]
+                self._look[chat_id] = None
+        while self._look and len(self._in_flight) < self._policy.max_in_flight:
             if self._stopping:
                 # stop() may have come while we read the outbox; it waits only for the
                 # deliveries started before it, so start none after it.
-                return None
-            if item.chat_id in self._busy:
+                break
+            chats = [c for c in list(self._look)[:CHATS_PER_READ] if c not in self._busy]
+            for chat_id in list(self._look)[:CHATS_PER_READ]:
+                del self._look[chat_id]  # a busy chat is looked at again when it is done
+            private = [c for c in chats if c > 0]
+            groups = [c for c in chats if c <= 0]
+            async with self._db.reader() as db:
+                heads = await outbox.heads(db, private) if private else []
+                for group in groups:
+                    head = await self._group_head(db, group)
+                    if head is not None:
+                        heads.append(head)
+            for item in sorted(heads, key=lambda head: (head.priority, head.id)):
+                if not self._due_now(item) or self._stopping:
+                    continue
+                if len(self._in_flight) >= self._policy.max_in_flight:
+                    self._look[item.chat_id] = None
+                    continue
+                self._start(item)
+        upcoming = [due - time.monotonic() for due in self._due.values()]
+        return max(0.0, min([self._next_scan - time.monotonic(), *upcoming]))
+
+    async def _scan(self) -> None:
+        """Every chat with rows to send, and the outbox's depth for the gauges."""
+        async with self._db.reader() as db:
+            for chat_id in await outbox.unsent_chats(db):
+                self._look.setdefault(chat_id, None)
+            self.queued = await outbox.depth(db)
+
+    def _due_now(self, item: OutboxItem) -> bool:
+        due_in = (from_iso(item.not_before) - datetime.now(UTC)).total_seconds()
+        if due_in <= 0:
+            return True
+        due = time.monotonic() + due_in
+        self._due[item.chat_id] = min(due, self._due.get(item.chat_id, due))
+        return False
+
+    async def _group_head(self, db: Conn, chat_id: int) -> OutboxItem | None:
+        """The next row of a group: urgent rows before the rest, tickets round-robin."""
+        turns = self._turns.setdefault(chat_id, _Turns())
+        for urgent in (True, False):
+            item = await self._next_turn(db, chat_id, turns, urgent=urgent)
+            if item is not None:
+                return item
+        if chat_id not in self._due:
+            self._turns.pop(chat_id, None)  # nothing queued: forget where it stood
+        return None
+
+    async def _next_turn(
+        self, db: Conn, chat_id: int, turns: _Turns, *, urgent: bool
+    ) -> OutboxItem | None:
+        start = turns.last[urgent]
+        after = start
+        wrapped = False
+        for _ in range(LANES_PER_LOOK):
+            item = await outbox.lane_head(db, chat_id, after, urgent=urgent)
+            if item is None:
+                if wrapped or start is None:
+                    return None
+                wrapped, after = True, None  # past the last ticket: start again
                 continue
-            due_in = (from_iso(item.not_before) - now).total_seconds()
-            if due_in > 0:
-                wait = due_in if wait is None else min(wait, due_in)
-                continue
-            self._busy.add(item.chat_id)
-            self._in_flight.add(item.id)
-            task = asyncio.create_task(self._deliver(item))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return wait
+            lane = item.ticket_id
+            if wrapped and start is not None and lane is not None and lane > start:
+                return None  # went round once
+            if self._due_now(item):
+                turns.last[urgent] = lane
+                return item
+            after = -1 if lane is None else lane
+        return None
+
+    def _start(self, item: OutboxItem) -> None:
+        self._busy.add(item.chat_id)
+        self._in_flight.add(item.id)
+        task = asyncio.create_task(self._deliver(item))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _probe(self) -> None:
         """While the breaker is open: ask Telegram who we are, every probe_interval."""
@@ -184,18 +267,10 @@ class Sender:
             queued = await outbox.depth(db)
         outage = self.breaker.success(queued)
         self.metrics.breaker_open.set(0)
+        self.wake()
         if outage is not None:
-            await self._report_outage(outage)
-
-    async def _report_outage(self, outage: Outage) -> None:
-        minutes, seconds = divmod(round(outage.seconds), 60)
-        text = (
-            f"✅ Sending to Telegram was down for {minutes} min {seconds} s; "
-            f"{outage.queued} messages were queued and are going out now."
-        )
-        async with self._db.transaction() as db:
-            for admin in self._settings.support.admin_ids:
-                await say(db, admin, text, f"outage:{self.breaker.trips}:{admin}")
+            async with self._db.transaction() as db:
+                await self._desk.outage_over(db, outage, self.breaker.trips)
 
     # One row, start to end.
 
@@ -212,6 +287,7 @@ class Sender:
         finally:
             self._busy.discard(item.chat_id)
             self._in_flight.discard(item.id)
+            self._look[item.chat_id] = None
             self._wake.set()
 
     async def _attempt(self, item: OutboxItem) -> None:
@@ -224,24 +300,25 @@ class Sender:
                 await self._bury(db, item, "gave up after repeated recoveries", attempts)
                 return
             try:
-                plan, parts = await self._plan(db, item)
+                aimed = await self._desk.aim(db, item)
+                plan = [requests.build(call) for call in requests.fit(aimed.method, aimed.params)]
             except NotReadyError as exc:
                 await outbox.retry_later(db, item.id, NOT_READY_DELAY, str(exc))
                 return
-            except UndeliverableError as exc:
+            except (UndeliverableError, requests.UnknownMethodError) as exc:
                 await self._bury(db, item, str(exc), attempts)
                 return
-        done = int(item.params.get("_parts_done", 0))
-        first: Any = item.params.get("_first_result")
+        first: Any = item.first_result
         try:
             for index, request in enumerate(plan):
-                if index < done:
+                if index < item.parts_done:
                     continue  # went out before a failure of a later part
-                result = _dump(await self._call(item, request))
+                result = requests.dump(await self._call(item, request))
                 if index == 0:
                     first = result
                 if index < len(plan) - 1:
-                    await self._record_progress(item, index + 1, first)
+                    async with self._db.transaction() as db:
+                        await outbox.record_progress(db, item.id, index + 1, first)
         except BreakerOpenError:
             async with self._db.transaction() as db:
                 await outbox.retry_later(
@@ -251,14 +328,10 @@ class Sender:
         except Exception as exc:  # noqa: BLE001 - every failure is sorted below
             await self._failed(item, exc, attempts)
             return
-        chat_id = int(getattr(plan[0], "chat_id", item.chat_id))
-        await self._succeeded(item, chat_id, parts, first)
-
-    async def _record_progress(self, item: OutboxItem, parts_done: int, first: Any) -> None:
-        """Remember the parts of a split message already sent, so a retry sends the rest."""
-        progress = {**item.params, "_parts_done": parts_done, "_first_result": first}
         async with self._db.transaction() as db:
-            await outbox.replace_params(db, item.id, progress)
+            await self._desk.delivered(db, item, aimed, first)
+            await outbox.mark_sent(db, item.id, first)
+        log.debug("delivered", method=item.method, purpose=item.purpose)
 
     async def _call(self, item: OutboxItem, request: TelegramMethod[Any]) -> Any:
         """One Bot API call with tenacity's retries; 429s wait exactly retry_after."""
@@ -319,79 +392,7 @@ class Sender:
 
         return note
 
-    # Turning a row into requests.
-
-    async def _plan(
-        self, db: Conn, item: OutboxItem
-    ) -> tuple[list[TelegramMethod[Any]], list[messages.RelayedMessage]]:
-        """The Bot API requests that deliver a row, with what it refers to resolved."""
-        params = {key: value for key, value in item.params.items() if not key.startswith("_")}
-        params.setdefault("chat_id", item.chat_id)
-        if item.chat_id > 0:
-            customer = await tickets.get_customer(db, item.chat_id)
-            if customer is not None and customer.unreachable:
-                raise UndeliverableError(customer.unreachable)
-        if item.ticket_id is not None and (
-            item.params.get("_topic") or item.params.get("_card") or item.purpose == "topic"
-        ):
-            await self._aim_at_ticket(db, item, params)
-        reply_to = item.params.get("_reply_to")
-        if reply_to:
-            other = await messages.counterpart(db, int(item.params["from_chat_id"]), int(reply_to))
-            if other is not None and other[0] == params["chat_id"]:
-                params["reply_parameters"] = {
-                    "message_id": other[1],
-                    "allow_sending_without_reply": True,
-                }
-        parts: list[messages.RelayedMessage] = []
-        album = item.params.get("_album")
-        if album:
-            parts = await messages.album_parts(db, int(item.params["from_chat_id"]), str(album))
-            params["message_ids"] = [part.source_message_id for part in parts]
-        return [_request(item.method, p) for p in _fit(item.method, params)], parts
-
-    async def _aim_at_ticket(self, db: Conn, item: OutboxItem, params: dict[str, Any]) -> None:
-        ticket = await tickets.get_ticket(db, item.ticket_id or 0)
-        if ticket is None:
-            raise UndeliverableError(f"ticket {item.ticket_id} does not exist")
-        params["chat_id"] = ticket.group_chat_id
-        if item.params.get("_topic"):
-            if ticket.thread_id is None:
-                if await outbox.has_unsent(db, ticket.id, "topic"):
-                    raise NotReadyError("the ticket's topic is not created yet")
-                raise UndeliverableError("the ticket's topic could not be created")
-            params["message_thread_id"] = ticket.thread_id
-        if item.params.get("_card"):
-            if ticket.card_message_id is None:
-                if await outbox.has_unsent(db, ticket.id, "card"):
-                    raise NotReadyError("the ticket's card is not posted yet")
-                raise UndeliverableError("the ticket has no card to edit")
-            params["message_id"] = ticket.card_message_id
-
     # Outcomes.
-
-    async def _succeeded(
-        self,
-        item: OutboxItem,
-        chat_id: int,
-        parts: list[messages.RelayedMessage],
-        result: Any,
-    ) -> None:
-        async with self._db.transaction() as db:
-            # `result` is Telegram's answer to the first call, as JSON.
-            if item.purpose == "topic":
-                await tickets.set_topic(
-                    db, item.ticket_id or 0, chat_id, result["message_thread_id"]
-                )
-            elif item.purpose == "card" and result is not None:
-                await tickets.set_card(db, item.ticket_id or 0, result["message_id"])
-            elif item.purpose == "relay" and item.message_id is not None:
-                await messages.mark_delivered(db, item.message_id, chat_id, result["message_id"])
-            elif item.purpose == "album":
-                for part, copy in zip(parts, result or [], strict=False):
-                    await messages.mark_delivered(db, part.id, chat_id, copy["message_id"])
-            await outbox.mark_sent(db, item.id, result)
-        log.debug("delivered", method=item.method, purpose=item.purpose)
 
     async def _failed(self, item: OutboxItem, exc: BaseException, attempts: int) -> None:
         """Sort a failure that retrying did not cure: recover, or bury and tell."""
@@ -401,26 +402,17 @@ class Sender:
             if kind is Failure.NOT_MODIFIED:
                 await outbox.mark_sent(db, item.id, None)
                 return
-            if kind is Failure.UNREACHABLE and item.chat_id > 0:
-                await tickets.set_unreachable(db, item.chat_id, why)
-                log.warning("customer unreachable", reason=why)
-            elif kind is Failure.TOPIC_GONE and item.ticket_id is not None:
-                await self._replace_topic(db, item, attempts)
-                return
-            elif kind is Failure.TOPIC_CLOSED and item.ticket_id is not None:
-                await self._reopen_topic(db, item, attempts)
-                return
-            elif kind is Failure.BAD_MARKUP and item.params.get("parse_mode"):
-                current = await outbox.get_item(db, item.id)  # with any parts already sent
-                await outbox.replace_params(db, item.id, _plain((current or item).params))
+            if kind is Failure.BAD_MARKUP and item.params.get("parse_mode"):
+                await outbox.replace_params(db, item.id, requests.plain(item.params))
                 await outbox.retry_later(db, item.id, 0, why)
                 log.warning("Telegram could not parse the markup; sending as plain text")
                 return
-            elif kind is Failure.MIGRATED and isinstance(exc, TelegramMigrateToChat):
-                await self._follow_migration(db, item.chat_id, exc.migrate_to_chat_id)
+            if kind is Failure.MIGRATED and isinstance(exc, TelegramMigrateToChat):
+                await self._desk.group_moved(db, item.chat_id, exc.migrate_to_chat_id)
                 await outbox.retry_later(db, item.id, 0, why)
                 return
-            await self._bury(db, item, why, attempts)
+            if not await self._desk.failed(db, item, kind, why, attempts):
+                await self._bury(db, item, why, attempts)
 
     async def _bury(self, db: Conn, item: OutboxItem, why: str, attempts: int) -> None:
         """Make the row a dead letter and tell the side that is waiting for it."""
@@ -428,123 +420,4 @@ class Sender:
         log.error(
             "not delivered: kept as a dead letter", letter=letter, method=item.method, error=why
         )
-        if item.purpose not in {"relay", "album"} or item.ticket_id is None:
-            return
-        ticket = await tickets.get_ticket(db, item.ticket_id)
-        if ticket is None:
-            return
-        if item.chat_id == ticket.customer_id:
-            note = render("⚠ not delivered to the customer: {why}", why=why)
-            await notify_agents(db, ticket, note, key=f"dead:{letter}:note")
-        else:
-            await notify_customer(
-                db, ticket, self._settings.texts.not_delivered_to_agents, key=f"dead:{letter}:note"
-            )
-
-    async def _replace_topic(self, db: Conn, item: OutboxItem, attempts: int) -> None:
-        """The topic is gone: queue a new one and the card ahead of the row, then retry it."""
-        ticket = await tickets.get_ticket(db, item.ticket_id or 0)
-        tag = f"ticket:{item.ticket_id}:again:{item.id}:{attempts}"
-        if ticket is None or not await replace_topic(db, self._settings, ticket, tag):
-            await self._bury(db, item, "the ticket's topic is gone", attempts)
-            return
-        await outbox.retry_later(db, item.id, 0, "waiting for the new topic")
-
-    async def _reopen_topic(self, db: Conn, item: OutboxItem, attempts: int) -> None:
-        """The topic was closed under us: reopen it first, then retry the row."""
-        log.warning("the ticket's topic is closed; reopening it")
-        await outbox.enqueue(
-            db,
-            Outgoing(
-                key=f"ticket:{item.ticket_id}:reopen:{item.id}:{attempts}",
-                purpose="topic_reopen",
-                method="reopenForumTopic",
-                params={"_topic": True},
-                chat_id=item.chat_id,
-                ticket_id=item.ticket_id,
-                priority=PRIORITY_RECOVERY,
-            ),
-        )
-        await outbox.retry_later(db, item.id, 0, "waiting for the topic to reopen")
-
-    async def _follow_migration(self, db: Conn, old: int, new: int) -> None:
-        """The group was upgraded and has a new id: move everything over to it."""
-        moved = await tickets.move_group(db, old, new)
-        await outbox.move_chat(db, old, new)
-        await kv.put(db, f"group_id:{old}", str(new))
-        log.error(
-            "the support group was upgraded and has a new id: set support.group_id to it "
-            "in the config and restart",
-            old_group_id=old,
-            new_group_id=new,
-            tickets_moved=moved,
-        )
-
-
-def _fit(method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Split what is over Telegram's size limits into several calls, in order."""
-    if method == "sendMessage" and isinstance(params.get("text"), str):
-        text, entities = _visible(params["text"], params.get("parse_mode"), params.get("entities"))
-        if len(text) <= telegram_text.TEXT_LIMIT:
-            return [params]
-        base = {k: v for k, v in params.items() if k not in {"text", "parse_mode", "entities"}}
-        chunks = telegram_text.split_text(text, entities)
-        calls = []
-        for index, (chunk, chunk_entities) in enumerate(chunks):
-            call = {**base, "text": chunk, "entities": chunk_entities}
-            if index < len(chunks) - 1:
-                call.pop("reply_markup", None)  # buttons belong under the last part
-            calls.append(call)
-        return calls
-    if isinstance(params.get("caption"), str):
-        caption, entities = _visible(
-            params["caption"], params.get("parse_mode"), params.get("caption_entities")
-        )
-        if len(caption) <= telegram_text.CAPTION_LIMIT:
-            return [params]
-        (first, first_entities), rest = telegram_text.split_caption(caption, entities)
-        head = {k: v for k, v in params.items() if k not in {"parse_mode", "caption_entities"}}
-        head.update(caption=first, caption_entities=first_entities)
-        tail_base = {k: params[k] for k in ("chat_id", "message_thread_id") if k in params}
-        return [head] + [
-            {**tail_base, "text": chunk, "entities": chunk_entities, "_method": "sendMessage"}
-            for chunk, chunk_entities in rest
-        ]
-    return [params]
-
-
-def _visible(text: str, parse_mode: Any, entities: Any) -> tuple[str, list[dict[str, Any]]]:
-    """The text as Telegram will count it, with its entities."""
-    if parse_mode == "HTML":
-        try:
-            return telegram_text.html_to_entities(text)
-        except ValueError:
-            return telegram_text.strip_html(text), []
-    return text, list(entities or [])
-
-
-def _plain(params: dict[str, Any]) -> dict[str, Any]:
-    """The same row without markup, for when Telegram cannot parse it."""
-    plain = {k: v for k, v in params.items() if k != "parse_mode"}
-    for field in ("text", "caption"):
-        if isinstance(plain.get(field), str):
-            plain[field] = telegram_text.strip_html(plain[field])
-    return plain
-
-
-def _request(method: str, params: dict[str, Any]) -> TelegramMethod[Any]:
-    params = dict(params)
-    method = params.pop("_method", method)
-    cls = getattr(methods, method[0].upper() + method[1:], None)
-    if cls is None:
-        raise UndeliverableError(f"unknown Bot API method {method!r}")
-    request: TelegramMethod[Any] = cls.model_validate(params)
-    return request
-
-
-def _dump(result: Any) -> Any:
-    if isinstance(result, BaseModel):
-        return result.model_dump(mode="json", exclude_none=True)
-    if isinstance(result, list):
-        return [_dump(item) for item in result]
-    return result
+        await self._desk.buried(db, item, letter, why)

@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.handlers.common import after_commit, is_service, to_incoming
 from bot.metrics import Metrics
 from bot.services import tickets as desk
-from storage import messages, tickets
+from storage import keys, messages, tickets
 from storage.db import Conn, from_iso
 from storage.tickets import Ticket
 
@@ -64,7 +64,7 @@ async def on_topic_message(
     if ticket is None:
         return
     incoming = to_incoming(message)
-    key = f"agent:{incoming.chat_id}:{incoming.message_id}"
+    key = keys.reply_to("agent", incoming.chat_id, incoming.message_id)
     if not ticket.is_open:
         note = f"Ticket #{ticket.id} is closed: the customer will not see this message."
         await desk.notify_agents(db, ticket, note, key)
@@ -100,7 +100,7 @@ async def on_close(message: Message, db: Conn, settings: Settings) -> None:
     if ticket is None or message.from_user is None:
         return
     if not await desk.close_ticket(db, settings, ticket, message.from_user.id):
-        key = f"agent:{message.chat.id}:{message.message_id}"
+        key = keys.reply_to("agent", message.chat.id, message.message_id)
         await desk.notify_agents(db, ticket, f"Ticket #{ticket.id} is already closed.", key)
 
 

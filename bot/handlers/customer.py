@@ -14,7 +14,7 @@ from bot.handlers.common import after_commit, is_service, to_incoming
 from bot.services import intake
 from bot.services import tickets as desk
 from bot.services.incoming import Incoming
-from storage import tickets
+from storage import keys, tickets
 from storage.db import Conn
 from storage.tickets import Answer
 
@@ -42,7 +42,7 @@ async def on_start(message: Message, state: FSMContext, db: Conn, settings: Sett
     incoming = to_incoming(message)
     customer = await desk.remember_customer(db, incoming)
     ticket = await tickets.open_ticket_of(db, customer.user_id)
-    key = f"start:{incoming.chat_id}:{incoming.message_id}"
+    key = keys.reply_to("start", incoming.chat_id, incoming.message_id)
     if ticket is not None:
         structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
         text = f"Your ticket #{ticket.id} is open: just write here and an agent will see it."
@@ -58,7 +58,7 @@ async def on_start(message: Message, state: FSMContext, db: Conn, settings: Sett
 async def on_cancel(message: Message, state: FSMContext, db: Conn, settings: Settings) -> None:
     """/cancel: leave the form."""
     incoming = to_incoming(message)
-    key = f"cancel:{incoming.chat_id}:{incoming.message_id}"
+    key = keys.reply_to("cancel", incoming.chat_id, incoming.message_id)
     if await _form(state) is None:
         await desk.say(db, incoming.chat_id, settings.texts.nothing_to_cancel, key)
         return
@@ -76,7 +76,7 @@ async def on_message(message: Message, state: FSMContext, db: Conn, settings: Se
     if customer.unreachable:
         # They wrote to us, so they can be written to again.
         await tickets.set_unreachable(db, customer.user_id, None)
-    key = f"msg:{incoming.chat_id}:{incoming.message_id}"
+    key = keys.reply_to("msg", incoming.chat_id, incoming.message_id)
     too_large = desk.oversize_note(settings, incoming)
     if too_large:
         # Refused at the door, before it is stored or queued anywhere.
@@ -143,7 +143,7 @@ async def on_form_button(
         date=form.started_at,
     )
     await desk.remember_customer(db, person)
-    await _answered(db, state, settings, person, form, value, f"button:{user.id}:{query.id}")
+    await _answered(db, state, settings, person, form, value, keys.button(user.id, query.id))
 
 
 async def _form(state: FSMContext) -> intake.Form | None:
@@ -161,7 +161,7 @@ async def _begin(
         form.kept.append(incoming.to_data())
     await state.set_state(IntakeForm.answering)
     await state.set_data(form.to_data())
-    await desk.say(db, incoming.chat_id, settings.texts.greeting, f"{key}:greeting")
+    await desk.say(db, incoming.chat_id, settings.texts.greeting, keys.part(key, "greeting"))
     await _ask(db, settings, incoming.chat_id, form, key)
     log.info("intake form started")
 
@@ -171,7 +171,9 @@ async def _ask(
 ) -> None:
     question = settings.intake.questions[form.step]
     prompt = intake.prompt_for(question, form.step, settings.texts.skip_button, reason)
-    await desk.say(db, chat_id, prompt.text, f"{key}:ask:{form.step}", buttons=prompt.buttons)
+    await desk.say(
+        db, chat_id, prompt.text, keys.part(key, f"ask:{form.step}"), buttons=prompt.buttons
+    )
 
 
 async def _answered(

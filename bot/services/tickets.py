@@ -13,16 +13,20 @@ import structlog
 from bot.config import Settings
 from bot.services import cards
 from bot.services.incoming import Incoming
-from storage import messages, outbox, tickets
+from storage import keys, messages, outbox, tickets
 from storage.db import Conn
 from storage.messages import Direction
-from storage.outbox import PRIORITY_CARD, PRIORITY_CUSTOMER, PRIORITY_NOTICE, Outgoing
+from storage.outbox import (
+    PRIORITY_CARD,
+    PRIORITY_CUSTOMER,
+    PRIORITY_NOTICE,
+    PRIORITY_RECOVERY,
+    Outgoing,
+    Purpose,
+)
 from storage.tickets import Answer, Customer, Ticket
 
 log = structlog.stdlib.get_logger(__name__)
-
-# Recovery rows (a new topic, a reopened one) jump the queue of their group.
-PRIORITY_RECOVERY = -1
 
 
 def render(template: str, **values: object) -> str:
@@ -56,15 +60,15 @@ async def open_ticket(
         created_at=started_at,
     )
     structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
-    name = await create_topic(db, settings, ticket, customer, f"ticket:{ticket.id}:topic")
-    await post_card(db, ticket, customer, f"ticket:{ticket.id}:card")
+    name = await create_topic(db, settings, ticket, customer, keys.ticket_topic(ticket.id))
+    await post_card(db, ticket, customer, keys.ticket_card(ticket.id))
     for message in kept:
         await relay(db, settings, ticket, message, "to_agents")
     await notify_customer(
         db,
         ticket,
         render(settings.texts.ticket_created, ticket=ticket.id),
-        key=f"ticket:{ticket.id}:created",
+        key=keys.ticket_created(ticket.id),
     )
     log.info("ticket opened", customer_id=customer.user_id, topic=name)
     return ticket
@@ -88,7 +92,7 @@ async def create_topic(
         db,
         Outgoing(
             key=key,
-            purpose="topic",
+            purpose=Purpose.TOPIC,
             method="createForumTopic",
             params=topic,
             chat_id=ticket.group_chat_id,
@@ -113,14 +117,14 @@ async def post_card(
         db,
         Outgoing(
             key=key,
-            purpose="card",
+            purpose=Purpose.CARD,
             method="sendMessage",
             params={
                 "text": cards.card_text(ticket, customer) + postscript,
                 "parse_mode": "HTML",
                 "reply_markup": {"inline_keyboard": cards.card_buttons(ticket)},
-                "_topic": True,
             },
+            in_topic=True,
             chat_id=ticket.group_chat_id,
             ticket_id=ticket.id,
             priority=priority,
@@ -128,7 +132,7 @@ async def post_card(
     )
     in_full = cards.full_answers(ticket, customer)
     if in_full:
-        await notify_agents(db, ticket, in_full, f"{key}:answers", priority=priority)
+        await notify_agents(db, ticket, in_full, keys.card_answers(key), priority=priority)
 
 
 async def relay(
@@ -157,23 +161,21 @@ async def relay(
     to_agents = direction == "to_agents"
     target = ticket.group_chat_id if to_agents else ticket.customer_id
     params: dict[str, object] = {"from_chat_id": message.chat_id}
-    if to_agents:
-        params["_topic"] = True
-    if message.reply_to_message_id:
-        params["_reply_to"] = message.reply_to_message_id
     if message.media_group_id:
-        key = f"album:{message.chat_id}:{message.media_group_id}"
-        params["_album"] = message.media_group_id
+        key = keys.album(message.chat_id, message.media_group_id)
         created = await outbox.enqueue(
             db,
             Outgoing(
                 key=key,
-                purpose="album",
+                purpose=Purpose.ALBUM,
                 method="copyMessages",
                 params=params,
                 chat_id=target,
                 ticket_id=ticket.id,
                 delay=settings.delivery.album_wait,
+                in_topic=to_agents,
+                reply_to=message.reply_to_message_id,
+                album=message.media_group_id,
             ),
         )
         if created is None:
@@ -183,14 +185,16 @@ async def relay(
     await outbox.enqueue(
         db,
         Outgoing(
-            key=f"relay:{message.chat_id}:{message.message_id}",
-            purpose="relay",
+            key=keys.relay(message.chat_id, message.message_id),
+            purpose=Purpose.RELAY,
             method="copyMessage",
             params=params,
             chat_id=target,
             ticket_id=ticket.id,
             message_id=link,
             priority=PRIORITY_CUSTOMER,
+            in_topic=to_agents,
+            reply_to=message.reply_to_message_id,
         ),
     )
 
@@ -211,13 +215,13 @@ async def replace_topic(db: Conn, settings: Settings, ticket: Ticket, tag: str) 
     )
     await tickets.clear_topic(db, ticket.id)
     history = await tickets.count_messages(db, ticket.id)
-    await create_topic(db, settings, ticket, customer, f"{tag}:topic", PRIORITY_RECOVERY)
+    await create_topic(db, settings, ticket, customer, keys.part(tag, "topic"), PRIORITY_RECOVERY)
     summary = (
         f"\n\n<i>This topic replaces one that was deleted. The ticket has {history} "
         "relayed messages so far; new ones continue here.</i>"
     )
     await post_card(
-        db, ticket, customer, f"{tag}:card", postscript=summary, priority=PRIORITY_RECOVERY
+        db, ticket, customer, keys.part(tag, "card"), postscript=summary, priority=PRIORITY_RECOVERY
     )
     return True
 
@@ -235,9 +239,10 @@ async def notify_agents(
         db,
         Outgoing(
             key=key,
-            purpose="notice",
+            purpose=Purpose.NOTICE,
             method="sendMessage",
-            params={"text": text, "parse_mode": "HTML", "_topic": True},
+            params={"text": text, "parse_mode": "HTML"},
+            in_topic=True,
             chat_id=ticket.group_chat_id,
             ticket_id=ticket.id,
             priority=priority,
@@ -264,7 +269,7 @@ async def say(
         db,
         Outgoing(
             key=key,
-            purpose="notice",
+            purpose=Purpose.NOTICE,
             method="sendMessage",
             params=params,
             chat_id=chat_id,
@@ -283,35 +288,38 @@ async def close_ticket(db: Conn, settings: Settings, ticket: Ticket, actor_id: i
     customer = await tickets.get_customer(db, ticket.customer_id)
     assert closed is not None
     assert customer is not None
-    event = f"ticket:{ticket.id}:closed:{closed.closed_at}"
-    await outbox.supersede(db, ticket.id, "card_edit")  # only the latest card state matters
+    await outbox.supersede(db, ticket.id, Purpose.CARD_EDIT)  # only the latest card matters
     await outbox.enqueue(
         db,
         Outgoing(
-            key=f"{event}:card",
-            purpose="card_edit",
+            key=keys.ticket_closed(closed.id, closed.closed_at, "card"),
+            purpose=Purpose.CARD_EDIT,
             method="editMessageText",
             params={
                 "text": cards.card_text(closed, customer),
                 "parse_mode": "HTML",
                 "reply_markup": {"inline_keyboard": []},
-                "_card": True,
             },
+            edits_card=True,
             chat_id=closed.group_chat_id,
             ticket_id=closed.id,
             priority=PRIORITY_CARD,
         ),
     )
     await notify_customer(
-        db, closed, render(settings.texts.ticket_closed, ticket=closed.id), key=f"{event}:customer"
+        db,
+        closed,
+        render(settings.texts.ticket_closed, ticket=closed.id),
+        key=keys.ticket_closed(closed.id, closed.closed_at, "customer"),
     )
     await outbox.enqueue(
         db,
         Outgoing(
-            key=f"{event}:topic",
-            purpose="topic_close",
+            key=keys.ticket_closed(closed.id, closed.closed_at, "topic"),
+            purpose=Purpose.TOPIC_CLOSE,
             method="closeForumTopic",
-            params={"_topic": True},
+            params={},
+            in_topic=True,
             chat_id=closed.group_chat_id,
             ticket_id=closed.id,
             priority=PRIORITY_CARD,

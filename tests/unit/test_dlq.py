@@ -11,7 +11,7 @@ from bot.cli import EXIT_FAILED, EXIT_OK, main
 from storage import deadletters, outbox, tickets
 from storage.db import Database
 from storage.migrations import migrate
-from storage.outbox import Outgoing
+from storage.outbox import Outgoing, Purpose
 
 ALICE = 1001
 
@@ -31,7 +31,7 @@ async def _bury_two(path: Path) -> None:
                     tx,
                     Outgoing(
                         key=f"reply-{n}",
-                        purpose="notice",
+                        purpose=Purpose.NOTICE,
                         method="sendMessage",
                         params={"text": f"Answer number {n}"},
                         chat_id=ALICE,

@@ -19,12 +19,11 @@ from aiogram.methods import ReopenForumTopic
 from bot.config import Settings
 from bot.housekeeping import EXCERPT, PROBES_PER_PASS, Housekeeper, undelivered_note
 from bot.metrics import Metrics
-from bot.services.tickets import PRIORITY_RECOVERY
 from storage import deadletters, messages, outbox, tickets, updates
 from storage.db import Conn, Database, to_iso, utcnow
 from storage.health import UndeliveredReply
 from storage.migrations import migrate
-from storage.outbox import OutboxItem, Outgoing
+from storage.outbox import PRIORITY_RECOVERY, OutboxItem, Outgoing, Purpose
 from storage.tickets import Answer, Ticket
 from tests.unit.conftest import GROUP, TOKEN
 
@@ -154,7 +153,7 @@ async def an_agents_reply(
         conn,
         Outgoing(
             key=f"relay:{GROUP}:{source_id}",
-            purpose="relay",
+            purpose=Purpose.RELAY,
             method="copyMessage",
             params={"from_chat_id": GROUP, "message_id": source_id},
             chat_id=ticket.customer_id,
@@ -169,7 +168,7 @@ async def an_agents_reply(
 
 def a_notice(key: str, chat_id: int = 111) -> Outgoing:
     return Outgoing(
-        key=key, purpose="notice", method="sendMessage", params={"text": key}, chat_id=chat_id
+        key=key, purpose=Purpose.NOTICE, method="sendMessage", params={"text": key}, chat_id=chat_id
     )
 
 
@@ -236,7 +235,7 @@ async def test_an_undelivered_reply_is_noted_in_its_topic_once(
     text = notes[0]["params"]
     excerpt = long_text[: EXCERPT - 1] + "…"
     assert f"⚠ an earlier reply never reached the customer: {excerpt}" in text
-    assert '"_topic": true' in text
+    assert notes[0]["in_topic"] == 1
     assert desk.findings("undelivered_reply") == 1
 
     # Flagged: the next pass finds nothing new.

@@ -17,7 +17,7 @@ from storage import messages, outbox, tickets, updates
 from storage.db import Conn, Database, from_iso, to_iso, utcnow
 from storage.fsm import SQLiteStorage
 from storage.migrations import migrate
-from storage.outbox import Outgoing
+from storage.outbox import Outgoing, Purpose
 from storage.tickets import Answer, Ticket
 
 GROUP = -1001234567890
@@ -351,7 +351,7 @@ async def test_album_parts_come_back_in_message_order(db: Database) -> None:
 def a_message_to(chat_id: int, key: str, priority: int = outbox.PRIORITY_CUSTOMER) -> Outgoing:
     return Outgoing(
         key=key,
-        purpose="notice",
+        purpose=Purpose.NOTICE,
         method="sendMessage",
         params={"chat_id": chat_id, "text": "Привет"},
         chat_id=chat_id,
@@ -549,7 +549,7 @@ async def test_a_newer_card_edit_replaces_an_unsent_older_one(db: Database) -> N
         def edit(n: int) -> Outgoing:
             return Outgoing(
                 key=f"card-edit-{n}",
-                purpose="card_edit",
+                purpose=Purpose.CARD_EDIT,
                 method="editMessageText",
                 params={"text": f"state {n}"},
                 chat_id=GROUP,
@@ -558,12 +558,12 @@ async def test_a_newer_card_edit_replaces_an_unsent_older_one(db: Database) -> N
             )
 
         await outbox.enqueue(conn, edit(1))
-        assert await outbox.supersede(conn, ticket.id, "card_edit") == 1
+        assert await outbox.supersede(conn, ticket.id, Purpose.CARD_EDIT) == 1
         await outbox.enqueue(conn, edit(2))
         sending = await outbox.enqueue(conn, edit(3))
         await outbox.mark_sending(conn, sending or 0)
         # Only rows nobody has tried yet are replaced; one in flight stays.
-        assert await outbox.supersede(conn, ticket.id, "card_edit") == 1
+        assert await outbox.supersede(conn, ticket.id, Purpose.CARD_EDIT) == 1
         left = await conn.fetchall("SELECT idempotency_key FROM outbox ORDER BY id")
     assert [row[0] for row in left] == ["card-edit-3"]
 
@@ -575,7 +575,7 @@ async def test_heads_serve_a_chat_by_priority_then_in_order(db: Database) -> Non
                 conn,
                 Outgoing(
                     key=key,
-                    purpose="notice",
+                    purpose=Purpose.NOTICE,
                     method="sendMessage",
                     params={},
                     chat_id=GROUP,

@@ -1,0 +1,1 @@
+-- Indexes for the housekeeping and reconciliation queries (filled in by the query-plan work).

@@ -1,0 +1,82 @@
+"""Every idempotency key of the outbox, built in one place.
+
+A key names the change that caused a row, so the same change can never enqueue twice
+(a redelivered update, a retried reconciliation, two processes). Whoever writes a row
+and whoever later asks about it (the housekeeper looking for the sender's note on a dead
+letter) build its key here, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+
+def ticket_topic(ticket_id: int) -> str:
+    return f"ticket:{ticket_id}:topic"
+
+
+def ticket_card(ticket_id: int) -> str:
+    return f"ticket:{ticket_id}:card"
+
+
+def card_answers(card_key: str) -> str:
+    """The answers in full that follow a card which had to shorten them."""
+    return part(card_key, "answers")
+
+
+def ticket_created(ticket_id: int) -> str:
+    return f"ticket:{ticket_id}:created"
+
+
+def ticket_closed(ticket_id: int, closed_at: str | None, part: str) -> str:
+    """One of the rows closing a ticket causes: `card`, `customer` or `topic`."""
+    return f"ticket:{ticket_id}:closed:{closed_at}:{part}"
+
+
+def replacement(ticket_id: int, cause: str) -> str:
+    """The prefix of the rows that replace a deleted topic (`cause` tells the occasion)."""
+    return f"ticket:{ticket_id}:again:{cause}"
+
+
+def topic_reopen(ticket_id: int, outbox_id: int, attempt: int) -> str:
+    return f"ticket:{ticket_id}:reopen:{outbox_id}:{attempt}"
+
+
+def relay(chat_id: int, message_id: int) -> str:
+    return f"relay:{chat_id}:{message_id}"
+
+
+def album(chat_id: int, media_group_id: str) -> str:
+    return f"album:{chat_id}:{media_group_id}"
+
+
+def reply_to(kind: str, chat_id: int, message_id: int) -> str:
+    """A row answering an incoming message: `kind` says which handler (start, msg, agent…)."""
+    return f"{kind}:{chat_id}:{message_id}"
+
+
+def part(key: str, name: str) -> str:
+    """One of several rows caused by the same change (a greeting and the first question)."""
+    return f"{key}:{name}"
+
+
+def button(user_id: int, query_id: str) -> str:
+    return f"button:{user_id}:{query_id}"
+
+
+def dead_letter_note(letter_id: int) -> str:
+    """The note telling the waiting side that a row became dead letter `letter_id`."""
+    return f"dead:{letter_id}:note"
+
+
+def undelivered_note(outbox_id: int) -> str:
+    """Reconciliation's note about a reply that never reached its customer."""
+    return f"undelivered:{outbox_id}:note"
+
+
+def outage_report(trip: int, admin_id: int) -> str:
+    return f"outage:{trip}:{admin_id}"
+
+
+def alert(kind: str, day: str, admin_id: int | None = None) -> str:
+    """An alert raised once a day (the kv marker without an admin, each admin's message with)."""
+    key = f"alert:{kind}:{day}"
+    return key if admin_id is None else f"{key}:{admin_id}"
