@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -174,9 +175,13 @@ class Sender:
                 # stop() may have come while we read the outbox; it waits only for the
                 # deliveries started before it, so start none after it.
                 break
-            chats = [c for c in list(self._look)[:CHATS_PER_READ] if c not in self._busy]
-            for chat_id in list(self._look)[:CHATS_PER_READ]:
+            # Read a few more heads than there are free places (some are not due), not
+            # every waiting chat's: during a backlog most of them could not start anyway.
+            free = self._policy.max_in_flight - len(self._in_flight)
+            taken = list(itertools.islice(self._look, min(CHATS_PER_READ, 2 * free + 8)))
+            for chat_id in taken:
                 del self._look[chat_id]  # a busy chat is looked at again when it is done
+            chats = [c for c in taken if c not in self._busy]
             private = [c for c in chats if c > 0]
             groups = [c for c in chats if c <= 0]
             async with self._db.reader() as db:

@@ -10,7 +10,7 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
 from bot.config import Settings
-from bot.handlers.common import after_commit, is_service, to_incoming
+from bot.handlers.common import OnLoop, after_commit, is_service, to_incoming
 from bot.metrics import Metrics
 from bot.services import tickets as desk
 from storage import keys, messages, tickets
@@ -30,11 +30,11 @@ def create_router(settings: Settings) -> Router:
     """
     router = Router(name="agents")
     group_id = settings.support.group_id
-    router.message.filter(F.chat.id == group_id, F.is_topic_message)
-    router.callback_query.filter(F.message.chat.id == group_id)
+    router.message.filter(OnLoop(F.chat.id == group_id), OnLoop(F.is_topic_message))
+    router.callback_query.filter(OnLoop(F.message.chat.id == group_id))
     router.message.register(on_close, Command("close"))
     router.message.register(on_topic_message)
-    router.callback_query.register(on_close_button, F.data.regexp(CLOSE_BUTTON))
+    router.callback_query.register(on_close_button, OnLoop(F.data.regexp(CLOSE_BUTTON)))
     return router
 
 

@@ -8,7 +8,9 @@ from typing import Any
 import structlog
 from aiogram.enums import ContentType
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import Message
+from aiogram.filters import Filter
+from aiogram.types import Message, TelegramObject
+from aiogram.utils.magic_filter import MagicFilter
 
 from bot.services.incoming import RELAYABLE, Incoming
 from storage.db import Conn, to_iso
@@ -30,6 +32,21 @@ UNSUPPORTED = frozenset(
         "unknown",
     }
 )
+
+
+class OnLoop(Filter):
+    """A magic filter (`F.chat.type == "private"`) checked on the event loop.
+
+    aiogram runs a filter that is a plain callable, F's included, in a worker thread
+    (asyncio.to_thread): a thread round trip for each update and filter, which costs more
+    than the rest of a relay's handling. Wrapped in this, the check runs where it is.
+    """
+
+    def __init__(self, magic: MagicFilter) -> None:
+        self._magic = magic
+
+    async def __call__(self, event: TelegramObject) -> bool:
+        return bool(self._magic.resolve(event))
 
 
 def kind_of(message: Message) -> str:

@@ -10,7 +10,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from bot.config import Settings
-from bot.handlers.common import after_commit, is_service, to_incoming
+from bot.handlers.common import OnLoop, after_commit, is_service, to_incoming
 from bot.services import intake
 from bot.services import tickets as desk
 from bot.services.incoming import Incoming
@@ -28,12 +28,12 @@ class IntakeForm(StatesGroup):
 def create_router() -> Router:
     """The customer's side: private chats only."""
     router = Router(name="customer")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(OnLoop(F.chat.type == "private"))
+    router.callback_query.filter(OnLoop(F.message.chat.type == "private"))
     router.message.register(on_start, CommandStart())
     router.message.register(on_cancel, Command("cancel"))
     router.message.register(on_message)
-    router.callback_query.register(on_form_button, F.data.startswith("form:"))
+    router.callback_query.register(on_form_button, OnLoop(F.data.startswith("form:")))
     return router
 
 
