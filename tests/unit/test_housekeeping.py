@@ -5,6 +5,7 @@ Real SQLite; Telegram is a small stand-in with just the two calls housekeeping m
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -462,4 +463,12 @@ async def test_updates_piling_up_at_telegram_alert_once_sustained(
 
 async def test_the_housekeeper_stops_promptly(db: Database, desk: Desk) -> None:
     desk.housekeeper.start()
+    task = desk.housekeeper._task
+    await asyncio.sleep(0.05)  # both loops are in their first step or waiting after it
     await desk.housekeeper.stop()
+    # It ended by itself: a loop that ignored stop() would have been cancelled after
+    # STOP_GRACE instead.
+    assert task is not None
+    assert task.done()
+    assert not task.cancelled()
+    assert task.exception() is None
