@@ -7,6 +7,7 @@ from aiogram import Dispatcher
 from bot.config import Settings
 from bot.handlers import agents, customer
 from bot.metrics import Metrics
+from bot.middlewares.tickets import TicketContext
 from storage.db import Database
 from storage.fsm import SQLiteStorage
 
@@ -23,6 +24,14 @@ def create_dispatcher(
     dispatcher = Dispatcher(
         storage=SQLiteStorage(database), settings=settings, metrics=metrics or Metrics()
     )
+    # Middlewares, in the order an update meets them:
+    # 1. aiogram's own outer ones: errors, the user and chat context, the FSM context;
+    # 2. TicketContext (inner, so it runs once the router and filters chose a handler):
+    #    looks the update's ticket up once, hands it to the handler as `ticket` and binds
+    #    ticket_id to the log context. It needs `db`, which the poller puts in the data.
+    tickets = TicketContext()
+    dispatcher.message.middleware(tickets)
+    dispatcher.callback_query.middleware(tickets)
     dispatcher.include_router(customer.create_router())
     dispatcher.include_router(agents.create_router(settings))
     return dispatcher

@@ -13,8 +13,8 @@ from bot.config import Settings
 from bot.handlers.common import OnLoop, after_commit, is_service, to_incoming
 from bot.metrics import Metrics
 from bot.services import tickets as desk
-from storage import keys, messages, tickets
-from storage.db import Conn, from_iso
+from storage import keys
+from storage.db import Conn
 from storage.tickets import Ticket
 
 log = structlog.stdlib.get_logger(__name__)
@@ -45,23 +45,14 @@ def _from_a_person(message: Message, group_id: int) -> bool:
     return message.from_user is not None and not message.from_user.is_bot
 
 
-async def _ticket_of(db: Conn, message: Message) -> Ticket | None:
-    ticket = await tickets.ticket_by_topic(db, message.chat.id, message.message_thread_id or 0)
-    if ticket is None:
-        log.info("message in a topic that belongs to no ticket, ignored")
-    else:
-        structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
-    return ticket
-
-
 async def on_topic_message(
-    message: Message, db: Conn, settings: Settings, metrics: Metrics
+    message: Message, db: Conn, settings: Settings, metrics: Metrics, ticket: Ticket | None
 ) -> None:
     """An agent wrote in a topic: relay it to the ticket's customer."""
     if is_service(message) or not _from_a_person(message, settings.support.group_id):
         return
-    ticket = await _ticket_of(db, message)
     if ticket is None:
+        log.info("message in a topic that belongs to no ticket, ignored")
         return
     incoming = to_incoming(message)
     key = keys.reply_to("agent", incoming.chat_id, incoming.message_id)
@@ -78,15 +69,13 @@ async def on_topic_message(
     if too_large:
         await desk.notify_agents(db, ticket, too_large, key)
         return
-    first_reply = not await messages.has_reply_to_customer(db, ticket.id)
-    await desk.relay(db, settings, ticket, incoming, "to_customer")
-    if first_reply:
-        _observe_first_response(db, metrics, ticket, incoming.date)
+    first_response = await desk.answer_customer(db, settings, ticket, incoming)
+    if first_response is not None:
+        _observe_first_response(db, metrics, first_response)
 
 
-def _observe_first_response(db: Conn, metrics: Metrics, ticket: Ticket, replied_at: str) -> None:
+def _observe_first_response(db: Conn, metrics: Metrics, seconds: float) -> None:
     """From the customer's first message to the first agent reply, counted once committed."""
-    seconds = max(0.0, (from_iso(replied_at) - from_iso(ticket.created_at)).total_seconds())
 
     async def observe() -> None:
         metrics.first_response.observe(seconds)
@@ -94,23 +83,34 @@ def _observe_first_response(db: Conn, metrics: Metrics, ticket: Ticket, replied_
     db.after_commit(observe)
 
 
-async def on_close(message: Message, db: Conn, settings: Settings) -> None:
+async def on_close(message: Message, db: Conn, settings: Settings, ticket: Ticket | None) -> None:
     """/close in a topic closes its ticket."""
-    ticket = await _ticket_of(db, message)
-    if ticket is None or message.from_user is None:
+    if ticket is None:
+        log.info("/close in a topic that belongs to no ticket, ignored")
+        return
+    if message.from_user is None:
         return
     if not await desk.close_ticket(db, settings, ticket, message.from_user.id):
         key = keys.reply_to("agent", message.chat.id, message.message_id)
         await desk.notify_agents(db, ticket, f"Ticket #{ticket.id} is already closed.", key)
 
 
-async def on_close_button(query: CallbackQuery, bot: Bot, db: Conn, settings: Settings) -> None:
+async def on_close_button(
+    query: CallbackQuery, bot: Bot, db: Conn, settings: Settings, ticket: Ticket | None
+) -> None:
     """The card's Close button."""
     match = CLOSE_BUTTON.match(query.data or "")
     assert match is not None
-    ticket = await tickets.get_ticket(db, int(match[1]))
-    closed = ticket is not None and await desk.close_ticket(
-        db, settings, ticket, query.from_user.id
-    )
+    if ticket is None or ticket.id != int(match[1]):
+        # The button names another ticket than the topic it is in: forged, or stale.
+        log.warning(
+            "button refused: it names another ticket than its topic's",
+            data=query.data,
+            presser_id=query.from_user.id,
+        )
+        text = "This button does not belong to this topic."
+        after_commit(db, lambda: bot.answer_callback_query(query.id, text=text), "refuse button")
+        return
+    closed = await desk.close_ticket(db, settings, ticket, query.from_user.id)
     text = "Ticket closed." if closed else "This ticket is already closed."
     after_commit(db, lambda: bot.answer_callback_query(query.id, text=text), "answer close button")

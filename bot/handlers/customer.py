@@ -14,9 +14,9 @@ from bot.handlers.common import OnLoop, after_commit, is_service, to_incoming
 from bot.services import intake
 from bot.services import tickets as desk
 from bot.services.incoming import Incoming
-from storage import keys, tickets
+from storage import keys
 from storage.db import Conn
-from storage.tickets import Answer
+from storage.tickets import Answer, Ticket
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -37,14 +37,14 @@ def create_router() -> Router:
     return router
 
 
-async def on_start(message: Message, state: FSMContext, db: Conn, settings: Settings) -> None:
+async def on_start(
+    message: Message, state: FSMContext, db: Conn, settings: Settings, ticket: Ticket | None
+) -> None:
     """/start: greet, or remind the customer of the ticket or question in progress."""
     incoming = to_incoming(message)
-    customer = await desk.remember_customer(db, incoming)
-    ticket = await tickets.open_ticket_of(db, customer.user_id)
+    await desk.remember_customer(db, incoming)
     key = keys.reply_to("start", incoming.chat_id, incoming.message_id)
     if ticket is not None:
-        structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
         text = f"Your ticket #{ticket.id} is open: just write here and an agent will see it."
         await desk.say(db, incoming.chat_id, text, key, ticket_id=ticket.id)
         return
@@ -67,24 +67,21 @@ async def on_cancel(message: Message, state: FSMContext, db: Conn, settings: Set
     log.info("intake form cancelled")
 
 
-async def on_message(message: Message, state: FSMContext, db: Conn, settings: Settings) -> None:
+async def on_message(
+    message: Message, state: FSMContext, db: Conn, settings: Settings, ticket: Ticket | None
+) -> None:
     """Any other message: relay it to the open ticket, or go on with the form."""
     if is_service(message):
         return
     incoming = to_incoming(message)
-    customer = await desk.remember_customer(db, incoming)
-    if customer.unreachable:
-        # They wrote to us, so they can be written to again.
-        await tickets.set_unreachable(db, customer.user_id, None)
+    await desk.remember_customer(db, incoming)
     key = keys.reply_to("msg", incoming.chat_id, incoming.message_id)
     too_large = desk.oversize_note(settings, incoming)
     if too_large:
         # Refused at the door, before it is stored or queued anywhere.
         await desk.say(db, incoming.chat_id, too_large, key)
         return
-    ticket = await tickets.open_ticket_of(db, customer.user_id)
     if ticket is not None:
-        structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
         if incoming.relayable:
             await desk.relay(db, settings, ticket, incoming, "to_agents")
         else:
@@ -194,7 +191,7 @@ async def _answered(
         await _ask(db, settings, incoming.chat_id, form, key)
         return
     await state.clear()
-    customer = await tickets.get_customer(db, incoming.sender_id)
+    customer = await desk.find_customer(db, incoming.sender_id)
     assert customer is not None
     await desk.open_ticket(
         db,

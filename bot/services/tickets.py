@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.services import cards
 from bot.services.incoming import Incoming
 from storage import keys, messages, outbox, tickets
-from storage.db import Conn
+from storage.db import Conn, from_iso
 from storage.messages import Direction
 from storage.outbox import (
     PRIORITY_CARD,
@@ -35,10 +35,43 @@ def render(template: str, **values: object) -> str:
 
 
 async def remember_customer(db: Conn, message: Incoming) -> Customer:
-    """Save the customer's profile as Telegram shows it now."""
-    return await tickets.save_customer(
+    """Save the customer's profile as Telegram shows it now.
+
+    A customer we could not write to (blocked bot) wrote to us, so they can be written
+    to again.
+    """
+    customer = await tickets.save_customer(
         db, message.sender_id, message.sender_name, message.sender_username, message.language_code
     )
+    if customer.unreachable:
+        await tickets.set_unreachable(db, customer.user_id, None)
+    return customer
+
+
+async def find_customer(db: Conn, user_id: int) -> Customer | None:
+    return await tickets.get_customer(db, user_id)
+
+
+async def open_ticket_of(db: Conn, customer_id: int) -> Ticket | None:
+    """The customer's open ticket, if they have one."""
+    return await tickets.open_ticket_of(db, customer_id)
+
+
+async def ticket_of_topic(db: Conn, group_chat_id: int, thread_id: int) -> Ticket | None:
+    """The ticket whose forum topic this is, if any."""
+    return await tickets.ticket_by_topic(db, group_chat_id, thread_id)
+
+
+async def answer_customer(
+    db: Conn, settings: Settings, ticket: Ticket, message: Incoming
+) -> float | None:
+    """Relay an agent's message to the customer; return the first response time in
+    seconds if this is the ticket's first answer."""
+    first = not await messages.has_reply_to_customer(db, ticket.id)
+    await relay(db, settings, ticket, message, "to_customer")
+    if not first:
+        return None
+    return max(0.0, (from_iso(message.date) - from_iso(ticket.created_at)).total_seconds())
 
 
 async def open_ticket(
