@@ -249,3 +249,68 @@ async def test_two_messages_racing_to_open_a_ticket_open_one(
     tickets = [t.name for t in telegram.topics[GROUP_ID].values() if t.name.startswith("#")]
     assert tickets == ["#1 · Alice Smith · Billing"]
     assert len(telegram.calls_to("createForumTopic")) == 1
+
+
+def _ledger(database: Path) -> int:
+    conn = sqlite3.connect(database)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM processed_updates").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_sigkill_in_the_middle_of_a_batch_loses_and_duplicates_nothing(
+    telegram: FakeTelegram, desk_env: dict[str, str], daemon: DaemonProcess
+) -> None:
+    """A backlog is stored a batch (one transaction) at a time; a kill inside one loses
+    the batch's work, never its updates: they come again and are stored once."""
+    database = Path(desk_env["TOPICDESK_STORAGE__PATH"])
+    await daemon.start(telegram)
+    threads = await _open_tickets(telegram)
+    await daemon.terminate()
+
+    # A backlog waits while the daemon is down: more than one getUpdates batch.
+    expected = []
+    for n in range(450):
+        customer = CUSTOMERS[n % len(CUSTOMERS)]
+        text = f"backlog {customer} #{n}"
+        telegram.send_private(customer, text)
+        expected.append((text, GROUP_ID, threads[customer]))
+    stored_before = _ledger(database)
+
+    await daemon.start(telegram)
+    # Kill as soon as the first batches have committed, while later ones are under way.
+    await telegram.wait_until(
+        lambda: _ledger(database) > stored_before, timeout=30, what="a first batch committed"
+    )
+    await daemon.kill()
+    stored_at_kill = _ledger(database) - stored_before
+    in_flight = _in_flight(database)
+    await daemon.start(telegram)
+
+    await telegram.wait_until(
+        lambda: _ledger(database) - stored_before >= len(expected),
+        timeout=60,
+        what="the whole backlog stored",
+    )
+    await telegram.wait_until(
+        lambda: all(_arrivals(telegram, expected)[text] >= 1 for text, _, _ in expected),
+        timeout=90,
+        what="every backlog message relayed",
+    )
+    assert await daemon.terminate() == 0
+    assert 0 < stored_at_kill < len(expected), "the kill did not fall inside the backlog"
+    conn = sqlite3.connect(database)
+    try:
+        stored = Counter(
+            text
+            for (text,) in conn.execute(
+                "SELECT text FROM messages WHERE text LIKE 'backlog %'"
+            ).fetchall()
+        )
+    finally:
+        conn.close()
+    assert stored == Counter(text for text, _, _ in expected)  # each stored exactly once
+    arrivals = _arrivals(telegram, expected)
+    duplicates = sum(arrivals[text] - 1 for text, _, _ in expected)
+    assert duplicates <= in_flight
