@@ -91,7 +91,7 @@ class Daemon:
             await prepare(bot, settings)
             await publish_commands(bot, settings)
             self.sender = Sender(
-                bot, database, settings, DeskOutcomes(settings), metrics=self.metrics
+                bot, database, settings, DeskOutcomes(settings, self.metrics), metrics=self.metrics
             )
             # Each commit tells the sender which chats it queued work for.
             database.on_outbox_commit(self.sender.notify)

@@ -22,7 +22,7 @@ from prometheus_client.exposition import choose_encoder
 
 from bot.config import HealthSettings, Settings
 from bot.metrics import Metrics
-from storage import health as store
+from storage import housekeeping as store
 from storage.db import Database
 
 if TYPE_CHECKING:

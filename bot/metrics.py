@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # First response in a support desk: minutes to a day.
+log = structlog.stdlib.get_logger(__name__)
+
 FIRST_RESPONSE_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
 
 
@@ -69,6 +72,11 @@ class Metrics:
             registry=r,
         )
         self.last_poll: float | None = None
+
+    def finding(self, kind: str, event: str, **facts: object) -> None:
+        """Count and log something reconciliation found wrong (and repaired)."""
+        self.reconciliation.labels(kind).inc()
+        log.warning(event, kind=kind, **facts)
 
     def polled(self) -> None:
         """getUpdates succeeded just now."""

@@ -23,13 +23,13 @@ UPDATE outbox SET
 -- A CHECK cannot be added to an existing column; these triggers are that CHECK.
 CREATE TRIGGER outbox_purpose_insert BEFORE INSERT ON outbox
 WHEN NEW.purpose NOT IN ('topic', 'card', 'card_edit', 'relay', 'album', 'notice',
-                         'topic_close', 'topic_reopen')
+                         'topic_close', 'topic_reopen', 'topic_probe')
 BEGIN
     SELECT RAISE(ABORT, 'CHECK constraint failed: outbox.purpose');
 END;
 CREATE TRIGGER outbox_purpose_update BEFORE UPDATE OF purpose ON outbox
 WHEN NEW.purpose NOT IN ('topic', 'card', 'card_edit', 'relay', 'album', 'notice',
-                         'topic_close', 'topic_reopen')
+                         'topic_close', 'topic_reopen', 'topic_probe')
 BEGIN
     SELECT RAISE(ABORT, 'CHECK constraint failed: outbox.purpose');
 END;

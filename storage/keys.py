@@ -40,6 +40,11 @@ def topic_reopen(ticket_id: int, outbox_id: int, attempt: int) -> str:
     return f"ticket:{ticket_id}:reopen:{outbox_id}:{attempt}"
 
 
+def topic_probe(ticket_id: int, thread_id: int, stamp: int) -> str:
+    """Reconciliation's probe of a ticket's topic, once per pass (`stamp`)."""
+    return f"ticket:{ticket_id}:probe:{thread_id}:{stamp}"
+
+
 def relay(chat_id: int, message_id: int) -> str:
     return f"relay:{chat_id}:{message_id}"
 

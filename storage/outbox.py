@@ -40,6 +40,7 @@ class Purpose(StrEnum):
     NOTICE = "notice"  # a message from the desk itself
     TOPIC_CLOSE = "topic_close"
     TOPIC_REOPEN = "topic_reopen"
+    TOPIC_PROBE = "topic_probe"  # reconciliation asks whether the topic still exists
 
 
 class State(StrEnum):
@@ -58,6 +59,7 @@ PRIORITY_RECOVERY = -1  # a new topic or a reopened one, before anything else
 PRIORITY_CUSTOMER = 0  # the customer's words, topic creation, replies to the customer
 PRIORITY_NOTICE = 5  # notes for agents, confirmations
 PRIORITY_CARD = 9  # card edits, closing the topic: coalesced and sent last in a group
+PRIORITY_PROBE = 10  # reconciliation's topic probes: after everything else
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,10 @@ class UndeliverableError(Exception):
     """The row can never be delivered as it stands; the message says why."""
 
 
+class ObsoleteError(Exception):
+    """The row no longer needs sending (a probe of a ticket closed meanwhile): done."""
+
+
 @dataclass(frozen=True, slots=True)
 class Aimed:
     """A row's request with its references resolved, ready to be shaped and sent."""
@@ -38,7 +42,8 @@ class Desk(Protocol):
     """The desk's side of delivery."""
 
     async def aim(self, db: Conn, item: OutboxItem) -> Aimed:
-        """Resolve what the row refers to; raise NotReadyError or UndeliverableError."""
+        """Resolve what the row refers to; raise NotReadyError, UndeliverableError or
+        ObsoleteError."""
         ...
 
     async def delivered(self, db: Conn, item: OutboxItem, aimed: Aimed, result: Any) -> None:

@@ -44,7 +44,7 @@ from tenacity import (
 from bot.config import Settings
 from bot.delivery import requests
 from bot.delivery.breaker import CircuitBreaker
-from bot.delivery.contract import Desk, NotReadyError, UndeliverableError
+from bot.delivery.contract import Desk, NotReadyError, ObsoleteError, UndeliverableError
 from bot.delivery.errors import Failure, classify, reason
 from bot.metrics import Metrics
 from storage import deadletters, outbox
@@ -309,6 +309,10 @@ class Sender:
                 plan = [requests.build(call) for call in requests.fit(aimed.method, aimed.params)]
             except NotReadyError as exc:
                 await outbox.retry_later(db, item.id, NOT_READY_DELAY, str(exc))
+                return
+            except ObsoleteError as exc:
+                await outbox.mark_sent(db, item.id, None)
+                log.info("not sent: no longer needed", reason=str(exc))
                 return
             except (UndeliverableError, requests.UnknownMethodError) as exc:
                 await self._bury(db, item, str(exc), attempts)

@@ -14,8 +14,9 @@ import structlog
 
 from bot.config import Settings
 from bot.delivery.breaker import Outage
-from bot.delivery.contract import Aimed, NotReadyError, UndeliverableError
+from bot.delivery.contract import Aimed, NotReadyError, ObsoleteError, UndeliverableError
 from bot.delivery.errors import Failure
+from bot.metrics import Metrics
 from bot.services.tickets import notify_agents, notify_customer, render, replace_topic, say
 from storage import keys, kv, messages, outbox, tickets
 from storage.db import Conn
@@ -27,8 +28,9 @@ log = structlog.stdlib.get_logger(__name__)
 class DeskOutcomes:
     """The `bot.delivery.contract.Desk` of TopicDesk."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self._settings = settings
+        self._metrics = metrics
 
     async def aim(self, db: Conn, item: OutboxItem) -> Aimed:
         params = dict(item.params)
@@ -60,6 +62,8 @@ class DeskOutcomes:
         if ticket is None:
             raise UndeliverableError(f"ticket {item.ticket_id} does not exist")
         params["chat_id"] = ticket.group_chat_id
+        if item.purpose is Purpose.TOPIC_PROBE and not ticket.is_open:
+            raise ObsoleteError("the ticket was closed since its topic was to be probed")
         if item.in_topic:
             if ticket.thread_id is None:
                 if await outbox.has_unsent(db, ticket.id, Purpose.TOPIC):
@@ -84,6 +88,14 @@ class DeskOutcomes:
         elif item.purpose is Purpose.ALBUM:
             for part, copy in zip(aimed.parts, result or [], strict=False):
                 await messages.mark_delivered(db, part, chat_id, copy["message_id"])
+        elif item.purpose is Purpose.TOPIC_PROBE:
+            # An open topic answers TOPIC_NOT_MODIFIED; success means it was closed.
+            self._metrics.finding(
+                "topic_closed",
+                "the topic of an open ticket was closed; reopened it",
+                ticket_id=item.ticket_id,
+                thread_id=aimed.params.get("message_thread_id"),
+            )
 
     async def failed(
         self, db: Conn, item: OutboxItem, failure: Failure, why: str, attempts: int
@@ -92,6 +104,8 @@ class DeskOutcomes:
             await tickets.set_unreachable(db, item.chat_id, why)
             log.warning("customer unreachable", reason=why)
             return False
+        if failure is Failure.TOPIC_GONE and item.purpose is Purpose.TOPIC_PROBE:
+            return await self._probe_found_no_topic(db, item)
         if failure is Failure.TOPIC_GONE and item.ticket_id is not None:
             return await self._replace_topic(db, item, attempts)
         if failure is Failure.TOPIC_CLOSED and item.ticket_id is not None:
@@ -141,6 +155,24 @@ class DeskOutcomes:
         if ticket is None or not await replace_topic(db, self._settings, ticket, tag):
             return False
         await outbox.retry_later(db, item.id, 0, "waiting for the new topic")
+        return True
+
+    async def _probe_found_no_topic(self, db: Conn, item: OutboxItem) -> bool:
+        """Reconciliation's probe met a deleted topic: queue a new one; the probe is done."""
+        ticket = await tickets.get_ticket(db, item.ticket_id or 0)
+        if ticket is None or ticket.thread_id is None:
+            return False
+        thread_id = ticket.thread_id
+        tag = keys.replacement(ticket.id, f"probe:{thread_id}")
+        if not await replace_topic(db, self._settings, ticket, tag):
+            return False
+        await outbox.mark_sent(db, item.id, None)
+        self._metrics.finding(
+            "topic_missing",
+            "the topic of an open ticket no longer exists; a new one is queued",
+            ticket_id=ticket.id,
+            thread_id=thread_id,
+        )
         return True
 
     async def _reopen_topic(self, db: Conn, item: OutboxItem, attempts: int) -> None:

@@ -18,13 +18,15 @@ from aiogram.exceptions import TelegramBadRequest, TelegramServerError
 from aiogram.methods import ReopenForumTopic
 
 from bot.config import Settings
+from bot.delivery.sender import Sender
 from bot.housekeeping import EXCERPT, PROBES_PER_PASS, Housekeeper, undelivered_note
 from bot.metrics import Metrics
+from bot.services.outcomes import DeskOutcomes
 from storage import deadletters, messages, outbox, tickets, updates
 from storage.db import Conn, Database, to_iso, utcnow
-from storage.health import UndeliveredReply
+from storage.housekeeping import UndeliveredReply
 from storage.migrations import migrate
-from storage.outbox import PRIORITY_RECOVERY, OutboxItem, Outgoing, Purpose
+from storage.outbox import PRIORITY_PROBE, PRIORITY_RECOVERY, OutboxItem, Outgoing, Purpose
 from storage.tickets import Answer, Ticket
 from tests.unit.conftest import GROUP, TOKEN
 
@@ -288,8 +290,44 @@ def test_a_reply_without_text_is_named_by_its_kind_and_html_is_escaped() -> None
 # --- topics that no longer exist -------------------------------------------------------
 
 
+class ProbingBot:
+    """What the sender needs of a Bot to deliver probes: calls go to the test's forum."""
+
+    def __init__(self, telegram: Telegram) -> None:
+        self.telegram = telegram
+
+    async def __call__(self, request: Any) -> Any:
+        assert isinstance(request, ReopenForumTopic), request
+        return await self.telegram.reopen_forum_topic(
+            chat_id=int(request.chat_id), message_thread_id=request.message_thread_id
+        )
+
+
+async def deliver_probes(db: Database, settings: Settings, desk: Desk, telegram: Telegram) -> None:
+    """Let the real sender deliver the queued probes, with the desk's rules for outcomes."""
+    sender = Sender(
+        ProbingBot(telegram),  # type: ignore[arg-type]
+        db,
+        settings,
+        DeskOutcomes(settings, desk.metrics),
+        metrics=desk.metrics,
+    )
+    running = asyncio.create_task(sender.run())
+    try:
+        for _ in range(200):
+            if not await rows(db, "purpose = 'topic_probe' AND state IN ('pending', 'sending')"):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the probes were not delivered")
+    finally:
+        await sender.stop()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
 async def test_a_deleted_topic_gets_a_new_one_queued_ahead_of_everything(
-    db: Database, desk: Desk, telegram: Telegram
+    db: Database, settings: Settings, desk: Desk, telegram: Telegram
 ) -> None:
     async with db.transaction() as conn:
         fine = await a_ticket(conn, 111, thread_id=70)
@@ -297,13 +335,19 @@ async def test_a_deleted_topic_gets_a_new_one_queued_ahead_of_everything(
         gone = await a_ticket(conn, 333, thread_id=72)
     telegram.topics = {70: "open", 71: "closed"}
 
-    assert await desk.housekeeper.reconcile() == 1
+    assert await desk.housekeeper.reconcile() == 0  # the probes' answers come later
+    assert desk.wakes == 1
+    probes = await rows(db, "purpose = 'topic_probe'")
+    assert [(r["method"], r["priority"]) for r in probes] == [
+        ("reopenForumTopic", PRIORITY_PROBE)
+    ] * 3
+    await deliver_probes(db, settings, desk, telegram)
 
     assert telegram.probed == [70, 71, 72]
     async with db.reader() as conn:
         assert (await tickets.get_ticket(conn, gone.id)).thread_id is None  # type: ignore[union-attr]
         assert (await tickets.get_ticket(conn, fine.id)).thread_id == 70  # type: ignore[union-attr]
-    recovery = await rows(db, "ticket_id = ?", (gone.id,))
+    recovery = await rows(db, "ticket_id = ? AND purpose != 'topic_probe'", (gone.id,))
     assert [(r["method"], r["purpose"], r["priority"]) for r in recovery] == [
         ("createForumTopic", "topic", PRIORITY_RECOVERY),
         ("sendMessage", "card", PRIORITY_RECOVERY),
@@ -313,11 +357,11 @@ async def test_a_deleted_topic_gets_a_new_one_queued_ahead_of_everything(
     assert desk.findings("topic_missing") == 1
     assert desk.findings("topic_closed") == 1  # reopened by the probe
     assert telegram.topics[71] == "open"
-    assert desk.wakes == 1
+    assert {r["state"] for r in await rows(db, "purpose = 'topic_probe'")} == {"sent"}
 
 
 async def test_topics_are_probed_a_few_at_a_time_least_recently_probed_first(
-    db: Database, desk: Desk, telegram: Telegram
+    db: Database, settings: Settings, desk: Desk, telegram: Telegram
 ) -> None:
     threads = list(range(80, 80 + PROBES_PER_PASS + 2))
     async with db.transaction() as conn:
@@ -326,14 +370,17 @@ async def test_topics_are_probed_a_few_at_a_time_least_recently_probed_first(
     telegram.topics = dict.fromkeys(threads, "open")
 
     await desk.housekeeper.reconcile()
+    await deliver_probes(db, settings, desk, telegram)
     await desk.housekeeper.reconcile()
+    await deliver_probes(db, settings, desk, telegram)
 
     assert telegram.probed[:PROBES_PER_PASS] == threads[:PROBES_PER_PASS]
     assert telegram.probed[PROBES_PER_PASS:][:2] == threads[PROBES_PER_PASS:]
+    assert desk.findings("topic_missing") == desk.findings("topic_closed") == 0
 
 
 async def test_no_probe_while_the_group_has_messages_waiting_or_telegram_fails(
-    db: Database, desk: Desk, telegram: Telegram
+    db: Database, desk: Desk
 ) -> None:
     async with db.transaction() as conn:
         await a_ticket(conn, 111, thread_id=70)
@@ -341,19 +388,33 @@ async def test_no_probe_while_the_group_has_messages_waiting_or_telegram_fails(
         waiting = await outbox.enqueue(conn, a_notice("for the agents", GROUP))
 
     await desk.housekeeper.reconcile()
-    assert telegram.probed == []
+    assert await rows(db, "purpose = 'topic_probe'") == []
 
     async with db.transaction() as conn:
         await outbox.mark_sent(conn, waiting or 0, None)
     desk.breaker_open = True
     await desk.housekeeper.reconcile()
-    assert telegram.probed == []
+    assert await rows(db, "purpose = 'topic_probe'") == []
 
     desk.breaker_open = False
-    telegram.failing = True  # a 502 tells nothing about the topic: stop for this pass
     await desk.housekeeper.reconcile()
-    assert telegram.probed == [70]
-    assert desk.findings("topic_missing") == 0
+    assert len(await rows(db, "purpose = 'topic_probe'")) == 2
+
+
+async def test_a_probe_of_a_ticket_closed_meanwhile_is_not_sent(
+    db: Database, settings: Settings, desk: Desk, telegram: Telegram
+) -> None:
+    async with db.transaction() as conn:
+        ticket = await a_ticket(conn, 111, thread_id=70)
+    telegram.topics = {70: "closed"}
+    await desk.housekeeper.reconcile()
+    async with db.transaction() as conn:
+        await tickets.set_status(conn, ticket.id, "closed", AGENT)
+
+    await deliver_probes(db, settings, desk, telegram)
+
+    assert telegram.probed == []  # a closed ticket's topic stays closed
+    assert desk.findings("topic_closed") == 0
 
 
 # --- housekeeping: gauges, ledger, alerts ----------------------------------------------

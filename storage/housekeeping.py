@@ -1,4 +1,4 @@
-"""What the health check and the housekeeper ask of the store."""
+"""What the housekeeper (gauges, alerts, reconciliation) and the health check ask of the store."""
 
 from __future__ import annotations
 
