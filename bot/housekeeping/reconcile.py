@@ -18,10 +18,10 @@ from html import escape
 
 from bot.metrics import Metrics
 from bot.services import tickets as desk
-from storage import housekeeping, keys, outbox, tickets
+from storage import housekeeping, keys, tickets
 from storage.db import Conn, Database, to_iso
 from storage.housekeeping import UndeliveredReply
-from storage.outbox import PRIORITY_PROBE, Outgoing, Purpose, State
+from storage.outbox import PRIORITY_PROBE, Purpose, State
 
 # A row is 'sending' only while its call is under way; the sender says which are.
 STUCK_AFTER = timedelta(minutes=5)
@@ -137,18 +137,12 @@ class Reconciler:
                 if not idle[group]:
                     break  # the group's budget belongs to real messages first
                 self._probed[ticket_id] = time.monotonic()
-                await outbox.enqueue(
+                await desk.topic_action(
                     db,
-                    Outgoing(
-                        key=keys.topic_probe(ticket.id, ticket.thread_id, stamp),
-                        purpose=Purpose.TOPIC_PROBE,
-                        method="reopenForumTopic",
-                        params={},
-                        chat_id=ticket.group_chat_id,
-                        ticket_id=ticket.id,
-                        priority=PRIORITY_PROBE,
-                        in_topic=True,
-                    ),
+                    ticket,
+                    Purpose.TOPIC_PROBE,
+                    keys.topic_probe(ticket.id, ticket.thread_id, stamp),
+                    PRIORITY_PROBE,
                 )
                 queued += 1
         return queued

@@ -17,10 +17,17 @@ from bot.delivery.breaker import Outage
 from bot.delivery.contract import Aimed, NotReadyError, ObsoleteError, UndeliverableError
 from bot.delivery.errors import Failure
 from bot.metrics import Metrics
-from bot.services.tickets import notify_agents, notify_customer, render, replace_topic, say
+from bot.services.tickets import (
+    notify_agents,
+    notify_customer,
+    render,
+    replace_topic,
+    say,
+    topic_action,
+)
 from storage import keys, kv, messages, outbox, tickets
 from storage.db import Conn
-from storage.outbox import PRIORITY_RECOVERY, OutboxItem, Outgoing, Purpose
+from storage.outbox import PRIORITY_RECOVERY, OutboxItem, Purpose
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -109,8 +116,7 @@ class DeskOutcomes:
         if failure is Failure.TOPIC_GONE and item.ticket_id is not None:
             return await self._replace_topic(db, item, attempts)
         if failure is Failure.TOPIC_CLOSED and item.ticket_id is not None:
-            await self._reopen_topic(db, item, attempts)
-            return True
+            return await self._reopen_topic(db, item, attempts)
         return False
 
     async def group_moved(self, db: Conn, old: int, new: int) -> None:
@@ -175,20 +181,13 @@ class DeskOutcomes:
         )
         return True
 
-    async def _reopen_topic(self, db: Conn, item: OutboxItem, attempts: int) -> None:
+    async def _reopen_topic(self, db: Conn, item: OutboxItem, attempts: int) -> bool:
         """The topic was closed under us: reopen it first, then retry the row."""
+        ticket = await tickets.get_ticket(db, item.ticket_id or 0)
+        if ticket is None:
+            return False
         log.warning("the ticket's topic is closed; reopening it")
-        await outbox.enqueue(
-            db,
-            Outgoing(
-                key=keys.topic_reopen(item.ticket_id or 0, item.id, attempts),
-                purpose=Purpose.TOPIC_REOPEN,
-                method="reopenForumTopic",
-                params={},
-                chat_id=item.chat_id,
-                ticket_id=item.ticket_id,
-                priority=PRIORITY_RECOVERY,
-                in_topic=True,
-            ),
-        )
+        key = keys.topic_reopen(ticket.id, item.id, attempts)
+        await topic_action(db, ticket, Purpose.TOPIC_REOPEN, key, PRIORITY_RECOVERY)
         await outbox.retry_later(db, item.id, 0, "waiting for the topic to reopen")
+        return True

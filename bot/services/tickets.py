@@ -345,21 +345,40 @@ async def close_ticket(db: Conn, settings: Settings, ticket: Ticket, actor_id: i
         render(settings.texts.ticket_closed, ticket=closed.id),
         key=keys.ticket_closed(closed.id, closed.closed_at, "customer"),
     )
-    await outbox.enqueue(
+    await topic_action(
         db,
-        Outgoing(
-            key=keys.ticket_closed(closed.id, closed.closed_at, "topic"),
-            purpose=Purpose.TOPIC_CLOSE,
-            method="closeForumTopic",
-            params={},
-            in_topic=True,
-            chat_id=closed.group_chat_id,
-            ticket_id=closed.id,
-            priority=PRIORITY_CARD,
-        ),
+        closed,
+        Purpose.TOPIC_CLOSE,
+        keys.ticket_closed(closed.id, closed.closed_at, "topic"),
+        PRIORITY_CARD,
     )
     log.info("ticket closed", ticket_id=ticket.id, actor_id=actor_id)
     return True
+
+
+# The Bot API call of each action on a ticket's topic.
+TOPIC_ACTIONS = {
+    Purpose.TOPIC_CLOSE: "closeForumTopic",
+    Purpose.TOPIC_REOPEN: "reopenForumTopic",
+    Purpose.TOPIC_PROBE: "reopenForumTopic",  # see bot.housekeeping.reconcile
+}
+
+
+async def topic_action(db: Conn, ticket: Ticket, purpose: Purpose, key: str, priority: int) -> None:
+    """Queue a call on the ticket's topic (close, reopen, probe), aimed at it at send time."""
+    await outbox.enqueue(
+        db,
+        Outgoing(
+            key=key,
+            purpose=purpose,
+            method=TOPIC_ACTIONS[purpose],
+            params={},
+            chat_id=ticket.group_chat_id,
+            ticket_id=ticket.id,
+            priority=priority,
+            in_topic=True,
+        ),
+    )
 
 
 PHOTO_LIMIT_MB = 10
