@@ -54,12 +54,17 @@ async def outbox_outcomes(db: Conn, since: str) -> tuple[int, int]:
 
 
 async def sending_since(db: Conn, before: str) -> list[OutboxItem]:
-    """Rows marked 'sending' whose last change is older than `before`."""
+    """Rows marked 'sending' whose last change is older than `before`, in order."""
+    # `state IN ('pending', 'sending')` is the WHERE of the outbox's partial indexes of
+    # unsent rows: with it SQLite reads one of those instead of the whole outbox (it does
+    # not infer it from `state = 'sending'`). Sorted here, since ORDER BY id would make
+    # SQLite walk the whole table in id order instead.
     rows = await db.fetchall(
-        "SELECT id FROM outbox WHERE state = 'sending' AND updated_at < ? ORDER BY id",
+        "SELECT id FROM outbox WHERE state IN ('pending', 'sending') AND state = 'sending'"
+        " AND updated_at < ?",
         (before,),
     )
-    found = [await outbox.get_item(db, row["id"]) for row in rows]
+    found = [await outbox.get_item(db, item_id) for item_id in sorted(row["id"] for row in rows)]
     return [item for item in found if item is not None]
 
 

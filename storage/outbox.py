@@ -232,8 +232,9 @@ async def lane_head(
 async def supersede(db: Conn, ticket_id: int, purpose: Purpose) -> int:
     """Drop unsent rows of `purpose` for a ticket that a newer one replaces (card edits)."""
     return await db.execute_count(
-        "DELETE FROM outbox WHERE ticket_id = ? AND purpose = ? AND state = 'pending'"
-        " AND attempts = 0",
+        # The state IN (...) term lets SQLite use the partial index on unsent rows.
+        "DELETE FROM outbox WHERE ticket_id = ? AND purpose = ?"
+        " AND state IN ('pending', 'sending') AND state = 'pending' AND attempts = 0",
         (ticket_id, purpose.value),
     )
 
@@ -305,7 +306,8 @@ async def mark_dead(db: Conn, item_id: int, error: str) -> None:
 async def resume_interrupted(db: Conn) -> int:
     """Rows left 'sending' by a stopped process go back to pending; return how many."""
     return await db.execute_count(
-        "UPDATE outbox SET state = 'pending', updated_at = ? WHERE state = 'sending'",
+        "UPDATE outbox SET state = 'pending', updated_at = ?"
+        " WHERE state IN ('pending', 'sending') AND state = 'sending'",  # the partial index
         (utcnow(),),
     )
 
