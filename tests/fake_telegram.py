@@ -23,6 +23,8 @@ Conventions a test writer must know:
   ``notify=False`` to skip it. Topics the bot creates or closes through the API send nothing.
 * ``retry_after`` is in real seconds (ceil, at least 1), also under ``Limits.time_scale``.
 * A getUpdates call is in ``calls`` from its arrival, with ``status == 0`` while it waits.
+* ``Call.at`` is the fake's clock when a call arrived; ``enqueued_at[update_id]`` is the clock
+  when that update was enqueued (became available to getUpdates; a replay sets it again).
 * ``enqueue_update(..., keep_id=True)`` is handed out once by the next getUpdates whatever the
   offset (a replay), then dropped by the next offset above it.
 * Like TDLib, createForumTopic/editForumTopic truncate names to 128 characters rather than
@@ -257,6 +259,8 @@ class _Queued:
     update: JSON
     forced: bool = False
     handed_out: bool = False
+    at: float = 0.0  # the fake's clock when it was enqueued (available to getUpdates)
+    unfiltered: bool = False  # handed out whatever allowed_updates says
 
     @property
     def update_id(self) -> int:
@@ -690,6 +694,8 @@ class FakeTelegram:
 
         # updates
         self.updates_sent: list[JSON] = []
+        #: update_id -> the fake's clock when it was enqueued (became available to getUpdates)
+        self.enqueued_at: dict[int, float] = {}
         self._queue: list[_Queued] = []
         self._next_update_id = 1
         self._allowed_updates: list[str] | None = None
@@ -1006,10 +1012,14 @@ class FakeTelegram:
         self.enqueue_update({"callback_query": copy.deepcopy(query)})
         return query
 
-    def enqueue_update(self, update: JSON, *, keep_id: bool = False) -> int:
+    def enqueue_update(
+        self, update: JSON, *, keep_id: bool = False, queued_before_filter: bool = False
+    ) -> int:
         """Enqueue a raw update. ``keep_id=True`` redelivers an update with its original
         update_id: it is handed out once by the next getUpdates whatever the offset, as
-        Telegram does when it replays unconfirmed updates."""
+        Telegram does when it replays unconfirmed updates. ``queued_before_filter=True``
+        hands it out whatever ``allowed_updates`` says, as Telegram does with an update
+        queued before the bot changed them (a kind the bot may not even know)."""
         update = copy.deepcopy(update)
         if keep_id:
             update_id = int(update["update_id"])
@@ -1020,8 +1030,12 @@ class FakeTelegram:
                 **{k: v for k, v in update.items() if k != "update_id"},
             }
         self._next_update_id = max(self._next_update_id, update_id + 1)
-        self._queue.append(_Queued(update, forced=keep_id))
-        self._queue.sort(key=lambda q: q.update_id)
+        at = self.clock()
+        self.enqueued_at[update_id] = at
+        # Kept sorted by update_id; an insort, not a sort per call, so a backlog of tens of
+        # thousands of updates builds in linear time (ties keep their order, as before).
+        queued = _Queued(update, forced=keep_id, at=at, unfiltered=queued_before_filter)
+        bisect.insort_right(self._queue, queued, key=lambda q: q.update_id)
         self._notify()
         return update_id
 
@@ -1347,16 +1361,18 @@ class FakeTelegram:
             self._queue = self._queue[offset:]
             return
         if offset > 0:
-            self._queue = [
-                q for q in self._queue if q.update_id >= offset or (q.forced and not q.handed_out)
-            ]
+            # The queue is sorted by update_id: only its head can fall below the offset.
+            cut = bisect.bisect_left(self._queue, offset, key=lambda q: q.update_id)
+            if cut:
+                kept = [q for q in self._queue[:cut] if q.forced and not q.handed_out]
+                self._queue = kept + self._queue[cut:]
 
     def _select(self, offset: int, limit: int) -> list[_Queued]:
         chosen: list[_Queued] = []
         for queued in self._queue:
             if not (queued.update_id >= offset or (queued.forced and not queued.handed_out)):
                 continue
-            if not self._allowed(queued.kind):
+            if not queued.unfiltered and not self._allowed(queued.kind):
                 continue
             chosen.append(queued)
             if len(chosen) >= limit:
