@@ -11,13 +11,20 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.logs import configure_logging, get_logger, redactor, token_secrets
+from bot.logs import configure_logging, get_logger, redactor
 from storage import deadletters, tickets
 from storage.backup import BackupError, backup
 from storage.db import Database
+from storage.files import NEW_DATABASE_FLAG, DatabaseFileError, marker_path
+from storage.files import inspect as inspect_file
 from storage.migrations import MigrationError, migrate
+from storage.redact import safe_text
+
+if TYPE_CHECKING:
+    from bot.preflight import Check
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -44,8 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_option(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("run", parents=[common], help="serve customers and agents")
-    commands.add_parser("migrate", parents=[common], help="bring the database schema up to date")
+    run = commands.add_parser("run", parents=[common], help="serve customers and agents")
+    migrate_ = commands.add_parser(
+        "migrate", parents=[common], help="bring the database schema up to date"
+    )
+    for command in (run, migrate_):
+        command.add_argument(
+            NEW_DATABASE_FLAG,
+            dest="new_database",
+            action="store_true",
+            help="start over with an empty database although one existed at storage.path "
+            "(or accept the database found there as the right one)",
+        )
     dlq = commands.add_parser(
         "dlq", parents=[common], help="review what could not be delivered: list, retry, drop"
     )
@@ -72,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
+    """One sentence on stderr (a config error names each wrong key on its own line)."""
     print(f"topicdesk: {redactor.scrub(message)}", file=sys.stderr)
     return code
 
@@ -86,26 +104,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         settings.logging.level,
         settings.logging.format,
-        secrets=token_secrets(settings.telegram.token.get_secret_value()),
+        secrets=settings.secrets(),
     )
     try:
         if args.command == "migrate":
-            return _migrate(settings)
+            return _migrate(settings, new_database=args.new_database)
         if args.command == "backup":
             return _backup(settings, args.path, force=args.force)
         if args.command == "dlq":
             return asyncio.run(dead_letter_command(settings, args))
         if args.command == "check":
             return asyncio.run(_check(settings))
-        return _run(settings)
-    except MigrationError as exc:
+        return _run(settings, new_database=args.new_database)
+    except (MigrationError, DatabaseFileError) as exc:
+        get_logger(__name__).error("cannot go on", reason=str(exc))
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
 
 
-def _migrate(settings: Settings) -> int:
-    applied = migrate(settings.storage.path)
+def _migrate(settings: Settings, *, new_database: bool = False) -> int:
+    applied = migrate(settings.storage.path, new_database=new_database)
+
     if applied:
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
         print(f"{settings.storage.path}: applied {names}")
@@ -129,9 +149,9 @@ def _backup(settings: Settings, target: Path, *, force: bool) -> int:
 async def dead_letter_command(settings: Settings, args: argparse.Namespace) -> int:
     """`topicdesk dlq list|retry|drop`: safe while the daemon runs, which picks retries up."""
     path = settings.storage.path
-    if not path.exists():
+    if not path.exists() and not marker_path(path).exists():
         return _fail(f"{path}: no database here yet (check storage.path)")
-    migrate(path)
+    migrate(path)  # a missing database with its marker beside it is reported here
     database = await Database.open(path)
     try:
         if args.action == "list":
@@ -175,7 +195,7 @@ def format_letters(letters: list[deadletters.DeadLetter]) -> str:
         state = f" [{letter.resolution}]" if letter.resolution else ""
         lines.append(
             f"{letter.id:>5}  {when:16}  {letter.method:15}  {letter.chat_id:>15}  {ticket:>6}"
-            f"  {letter.error}{state}{preview}"
+            f"  {safe_text(letter.error)}{state}{preview}"
         )
     return "\n".join(lines)
 
@@ -189,7 +209,11 @@ async def _check(settings: Settings) -> int:
     except StartupError as exc:
         return _fail(str(exc))
     try:
-        checks = await inspect(bot, settings) + await daemon_health(settings)
+        checks = [
+            _database_check(settings),
+            *await inspect(bot, settings),
+            *await daemon_health(settings),
+        ]
     finally:
         await bot.session.close()
     print(f"config: {settings.storage.path} (database), group {settings.support.group_id}")
@@ -201,16 +225,25 @@ async def _check(settings: Settings) -> int:
     return EXIT_OK if not failed else EXIT_FAILED
 
 
-def _run(settings: Settings) -> int:
+def _database_check(settings: Settings) -> Check:
+    """The database file, looked at without changing it: `run` would refuse what fails here."""
+    from bot.preflight import Check  # noqa: PLC0415 - heavy import
+
+    report = inspect_file(settings.storage.path)
+    return Check("database", report.ok, report.detail, warning=report.warning)
+
+
+def _run(settings: Settings, *, new_database: bool = False) -> int:
     from bot.daemon import serve  # noqa: PLC0415 - heavy import
     from bot.preflight import StartupError  # noqa: PLC0415
 
     try:
-        asyncio.run(serve(settings))
-    except StartupError as exc:
+        asyncio.run(serve(settings, new_database=new_database))
+    except (StartupError, DatabaseFileError, MigrationError) as exc:
         get_logger(__name__).error("cannot start", reason=str(exc))
         return _fail(str(exc))
-    except Exception:  # noqa: BLE001 - the last line of defence logs, redacted, and exits
+    except Exception as exc:  # noqa: BLE001 - the last line of defence logs, redacted, and exits
         get_logger(__name__).exception("TopicDesk stopped on an unexpected error")
-        return EXIT_FAILED
+        why = safe_text(f"{type(exc).__name__}: {exc}".rstrip(": "), limit=200)
+        return _fail(f"stopped on an unexpected error ({why}); the log has the details")
     return EXIT_OK

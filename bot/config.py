@@ -15,6 +15,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -26,10 +27,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticKnownError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from bot.telegram_text import html_to_entities
+from storage import redact
 
 ENV_PREFIX = "TOPICDESK_"
 ENV_CONFIG = "TOPICDESK_CONFIG"
@@ -37,6 +46,9 @@ DEFAULT_CONFIG = Path("config.toml")
 # systemd's `LoadCredential=telegram-token:/etc/topicdesk/token` puts the token here.
 CREDENTIAL_TOKEN = "telegram-token"  # noqa: S105 - the credential's name, not a token
 TOPIC_ICON_COLORS = (7322096, 16766590, 13338331, 9367192, 16749490, 16478047)
+BAD_TOKEN_SHAPE = (
+    "is not a bot token (it looks like 123456:ABC-DEF...): copy it again from @BotFather"  # noqa: S105 - a message, not a token
+)
 
 
 class ConfigError(Exception):
@@ -95,6 +107,26 @@ def _token_from_a_file(fields: dict[str, Any]) -> str:
         raise ValueError(f"is not set, and the systemd credential {exc}") from None
 
 
+def _api_url_problem(url: str) -> str:
+    """What is wrong with a Bot API URL, or "" (never echoing the URL: it may hold a password)."""
+    if re.search(r"\s", url):
+        return "must not contain spaces"
+    if "{" in url or "}" in url:
+        return "must not contain { or }"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if not parts.hostname:
+        return "has no host name"
+    if port == 0:
+        return "has port 0"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "must not have a query (?...) or a fragment (#...)"
+    return ""
+
+
 class TelegramSettings(_Section):
     # token_file comes before token: token's validator reads it when no token is given.
     token_file: Path | None = None
@@ -127,12 +159,28 @@ class TelegramSettings(_Section):
                 raise ValueError("is empty")
         return value
 
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        # aiogram's own rule (digits, a colon, the rest without spaces), checked here so
+        # that a mangled token is a configuration error for every command, and exit 2.
+        if "token_file" not in info.data:
+            return value  # token_file is unreadable; its own error says so
+        if not re.fullmatch(r"\d+:\S+", value.get_secret_value()):
+            raise ValueError(BAD_TOKEN_SHAPE)
+        return value
+
     @field_validator("api_url")
     @classmethod
     def _check_api_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http(s) URL such as https://api.telegram.org")
+        # The URL of every call is built as "{api_url}/bot{token}/{method}": a brace
+        # would be taken for a placeholder, a query or fragment would swallow the token.
+        problem = _api_url_problem(value)
+        if problem:
+            raise ValueError(f"{problem}; it should look like https://api.telegram.org")
         return value
 
 
@@ -190,6 +238,9 @@ class HealthSettings(_Section):
     reconcile_interval: float = Field(default=300.0, gt=0)
     failure_alert_ratio: float = Field(default=0.05, gt=0, le=1)
     pending_alert: int = Field(default=1000, ge=0)
+    # Seconds the database may refuse updates (locked, read-only, full) before the admins
+    # are told directly (the outbox lives in that database).
+    store_alert_after: float = Field(default=60.0, ge=0)
 
     @field_validator("listen")
     @classmethod
@@ -378,7 +429,29 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file is passed in as init data by load_settings, so it ranks below
         # the environment: init < env would be wrong, hence the explicit order here.
-        return (env_settings, init_settings)
+        return (_EnvSource(settings_cls), init_settings)
+
+    def secrets(self) -> list[str]:
+        """What must never be stored, sent or shown: the token, the api_url's password."""
+        return [
+            *redact.token_secrets(self.telegram.token.get_secret_value()),
+            *redact.url_secrets(self.telegram.api_url),
+        ]
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, where a list or a table that is not JSON is left as text.
+
+    pydantic-settings raises (a traceback) on `TOPICDESK_SUPPORT__ADMIN_IDS='1,2'`;
+    left as text, the value fails validation like any wrong value, and is reported
+    with its variable's name.
+    """
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
 
 
 def resolve_config_path(cli_path: str | Path | None) -> tuple[Path, bool]:
@@ -405,6 +478,19 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc if isinstance(part, str))
 
 
+# A list or table given in the environment as text that is not JSON.
+_NOT_JSON = {
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+_JSON_EXAMPLES = {
+    "support.admin_ids": "[111, 222]",
+    "intake.questions": '[{"id": "email", "prompt": "Your e-mail?"}]',
+}
+
+
 def _describe(exc: ValidationError, path: Path | None) -> str:
     where = str(path) if path else "the environment"
     lines = []
@@ -419,6 +505,11 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
         source = where
         if _env_name(loc) in os.environ:
             source = f"{_env_name(loc)} in the environment"
+            if error["type"] in _NOT_JSON and isinstance(error.get("input"), str):
+                example = _JSON_EXAMPLES.get(key)
+                message = f"must be {_NOT_JSON[error['type']]} written as JSON" + (
+                    f", such as {example}" if example else ""
+                )
         # A rule across tables (e.g. health.max_poll_age against polling_timeout) has no key.
         lines.append(f"{source}: {key} {message}" if key else f"{source}: {message}")
     return "\n".join(lines)
@@ -454,6 +545,13 @@ def load_settings(cli_path: str | Path | None = None) -> Settings:
     elif explicit:
         raise ConfigError(f"{path}: the config file does not exist")
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+    except SettingsError as exc:
+        # Whatever else the environment source refuses: name the variable it names.
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise ConfigError(f"the environment: {exc}{cause}") from None
+    # From here on, the token and the api_url's password are scrubbed from every text.
+    redact.register(settings.secrets())
+    return settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from bot.ingest import Poller, TokenRejectedError
 from bot.metrics import Metrics
 from bot.preflight import TOKEN_REJECTED, StartupError, make_bot, prepare
 from bot.services.outcomes import DeskOutcomes
+from bot.services.quarantine import DeskQuarantine
 from storage.db import Database
 from storage.migrations import migrate
 
@@ -50,11 +52,22 @@ async def publish_commands(bot: Bot, settings: Settings) -> None:
         log.warning("could not publish the command menu", error=exc.message)
 
 
+async def tell_admins_directly(bot: Bot, settings: Settings, text: str) -> None:
+    """Write to the admins without the outbox: for when the database itself is failing."""
+    for admin in settings.support.admin_ids:
+        try:
+            await bot.send_message(admin, text)
+        except TelegramAPIError as exc:
+            log.warning("could not tell an admin directly", admin_id=admin, error=exc.message)
+
+
 class Daemon:
     """TopicDesk running: the poller feeding handlers, the sender draining the outbox."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, new_database: bool = False) -> None:
         self.settings = settings
+        # Start over with an empty database although its marker says one existed.
+        self.new_database = new_database
         self.metrics = Metrics()
         self.poller: Poller | None = None
         self.sender: Sender | None = None
@@ -82,11 +95,24 @@ class Daemon:
         Raises StartupError when TopicDesk cannot start, with the reason in one sentence.
         """
         settings = self.settings
-        applied = migrate(settings.storage.path)
-        if applied:
-            log.info("database migrated", path=str(settings.storage.path), to=applied[-1].version)
-        database = await Database.open(settings.storage.path)
-        bot = make_bot(settings)
+        # Whatever is opened is closed, in reverse, however the start or the run ends: a
+        # database left open keeps aiosqlite's thread, and so the process, alive.
+        resources = contextlib.AsyncExitStack()
+        try:
+            applied = migrate(settings.storage.path, new_database=self.new_database)
+            if applied:
+                log.info(
+                    "database migrated", path=str(settings.storage.path), to=applied[-1].version
+                )
+            database = await Database.open(settings.storage.path)
+            resources.callback(log.info, "stopped")
+            resources.push_async_callback(database.close)
+            bot = make_bot(settings)
+            resources.push_async_callback(bot.session.close)
+            resources.push_async_callback(self._stop_operations)
+        except BaseException:
+            await resources.aclose()
+            raise
         try:
             await prepare(bot, settings)
             await publish_commands(bot, settings)
@@ -101,6 +127,9 @@ class Daemon:
                 database,
                 polling_timeout=settings.telegram.polling_timeout,
                 metrics=self.metrics,
+                desk=DeskQuarantine(settings),
+                store_alert_after=settings.health.store_alert_after,
+                alert=lambda text: tell_admins_directly(bot, settings, text),
             )
             if handle_signals:
                 loop = asyncio.get_running_loop()
@@ -117,10 +146,8 @@ class Daemon:
                 on_stopping=self._announce_stopping,
             )
         finally:
-            await self._stop_operations()
-            await bot.session.close()
-            await database.close()
-            log.info("stopped")
+            # The housekeeper and health endpoint, the bot's session, the database.
+            await resources.aclose()
 
     async def _start_operations(self, bot: Bot, database: Database, sender: Sender) -> None:
         """The housekeeper, and the health endpoint if health.listen is set."""
@@ -158,9 +185,9 @@ class Daemon:
             self.health = None
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, *, new_database: bool = False) -> None:
     """Run TopicDesk until SIGTERM or SIGINT; raise StartupError if it cannot start."""
-    await Daemon(settings).run()
+    await Daemon(settings, new_database=new_database).run()
 
 
 def healthy_for_watchdog(

@@ -126,6 +126,9 @@ class HealthServer:
             reasons.append(f"getUpdates last succeeded {age:.0f} s ago (the limit is {limit:g} s)")
 
         failure = await self._database_writable()
+        problem = self._db.file_is_gone() or self._metrics.store_problem
+        if failure is None and problem is not None:
+            failure = f"the database cannot take updates: {problem}"
         checks["database"] = {"ok": failure is None}
         if failure is not None:
             checks["database"]["error"] = failure

@@ -10,32 +10,41 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-REDACTED = "[secret]"
+from storage import redact
+from storage.redact import REDACTED, Scrubber, token_secrets
+
+__all__ = ["REDACTED", "Redactor", "configure_logging", "get_logger", "redactor", "token_secrets"]
 
 
 class Redactor:
-    """Replace every occurrence of a secret in a log line's values."""
+    """The log processor: replace every secret in a log line's values.
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets: list[str] = []
-        self.add(secrets)
+    It reads the process's one registry of secrets (storage.redact), the same that
+    `bot.delivery.errors.reason()` and the dead-letter queue scrub with, plus its
+    patterns for a token or URL credentials it was never told about.
+    """
+
+    def __init__(self, scrubber: Scrubber | None = None) -> None:
+        self._scrubber = scrubber if scrubber is not None else redact.secrets
+
+    @property
+    def secrets(self) -> list[str]:
+        return self._scrubber.secrets
+
+    @secrets.setter
+    def secrets(self, values: list[str]) -> None:
+        self._scrubber.secrets = values
 
     def add(self, secrets: Iterable[str]) -> None:
-        for secret in secrets:
-            if secret and len(secret) >= 6 and secret not in self.secrets:
-                self.secrets.append(secret)
-        # Longest first, so a token is hidden whole before any part of it.
-        self.secrets.sort(key=len, reverse=True)
+        self._scrubber.add(secrets)
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return self._scrubber.scrub(text)
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -52,17 +61,8 @@ class Redactor:
         return {key: self._clean(value) for key, value in event.items()}
 
 
-# One redactor for the process, so secrets learned later (the token) apply everywhere.
+# One redactor for the process, over the one registry: secrets learned later apply everywhere.
 redactor = Redactor()
-
-
-def token_secrets(token: str) -> list[str]:
-    """The strings of a bot token worth hiding: the whole token and its secret half."""
-    token = token.strip()
-    secrets = [token]
-    if ":" in token:
-        secrets.append(token.split(":", 1)[1])
-    return secrets
 
 
 def _scrub_line(logger: WrappedLogger, method: str, line: Any) -> Any:
@@ -116,17 +116,38 @@ def configure_logging(
     # aiogram logs one line per update of its own; ours carries more context.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 
+    # Our own lines skip the standard library's machinery (a LogRecord, a handler, a
+    # formatter for every line: a quarter of an update's handling during catch-up) and
+    # are rendered and written by structlog itself, through the same processors.
     structlog.configure(
         processors=[
-            structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+            _scrub_line,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=_LineWriterFactory(stream),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
         cache_logger_on_first_use=False,
     )
+
+
+class _LineWriter(structlog.WriteLogger):
+    """structlog's WriteLogger with the name add_logger_name reads."""
+
+    def __init__(self, stream: IO[str], name: str) -> None:
+        super().__init__(cast(TextIO, stream))
+        self.name = name
+
+
+class _LineWriterFactory:
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def __call__(self, *args: Any) -> _LineWriter:
+        return _LineWriter(self._stream, str(args[0]) if args else "")
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -71,12 +71,23 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.store = Gauge(
+            "topicdesk_database_failing",
+            "1 while the database cannot take updates (busy, locked, read-only, full, gone)",
+            registry=r,
+        )
+        self.store_problem: str | None = None
         self.last_poll: float | None = None
 
     def finding(self, kind: str, event: str, **facts: object) -> None:
         """Count and log something reconciliation found wrong (and repaired)."""
         self.reconciliation.labels(kind).inc()
         log.warning(event, kind=kind, **facts)
+
+    def store_failing(self, problem: str | None) -> None:
+        """The database cannot take updates, and why (None: it can again)."""
+        self.store_problem = problem
+        self.store.set(0 if problem is None else 1)
 
     def polled(self) -> None:
         """getUpdates succeeded just now."""

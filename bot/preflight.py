@@ -7,7 +7,9 @@ sentence when something is wrong.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 from aiogram import Bot
@@ -15,20 +17,25 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ChatMemberStatus, ChatType
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
     TelegramNotFound,
+    TelegramServerError,
     TelegramUnauthorizedError,
 )
 from aiogram.types import ChatMemberAdministrator, User
 from aiogram.utils.token import TokenValidationError
 
-from bot.config import Settings
+from bot.config import BAD_TOKEN_SHAPE, Settings
+from bot.delivery.errors import reason
 from bot.delivery.ratelimit import Limits, RateLimiter
+from storage import redact
 
 log = structlog.stdlib.get_logger(__name__)
+T = TypeVar("T")
 
 # A message about the token, not a token.
 TOKEN_REJECTED = (
@@ -53,14 +60,14 @@ def make_bot(settings: Settings) -> Bot:
     api = TelegramAPIServer.from_base(
         settings.telegram.api_url, is_local=settings.telegram.local_api
     )
+    # Whoever talks to Telegram knows the secrets: every error text is scrubbed of them.
+    redact.register(settings.secrets())
     session = AiohttpSession(api=api, timeout=settings.telegram.request_timeout)
     try:
         bot = Bot(settings.telegram.token.get_secret_value(), session=session)
     except TokenValidationError:
-        raise StartupError(
-            "telegram.token is not a bot token (it looks like 123456:ABC-DEF...): "
-            "copy it again from @BotFather"
-        ) from None
+        # Settings refuse such a token already; this is for settings made in code.
+        raise StartupError(f"telegram.token {BAD_TOKEN_SHAPE}") from None
     # Every request passes the rate limiter, whoever makes it.
     bot.session.middleware(RateLimiter(limits_of(settings)))
     return bot
@@ -79,17 +86,55 @@ def limits_of(settings: Settings) -> Limits:
     )
 
 
+def api_url_shown(settings: Settings) -> str:
+    """telegram.api_url as it may be shown: without the credentials it may hold."""
+    return redact.scrub(settings.telegram.api_url)
+
+
+def unusable_api(exc: Exception, settings: Settings, method: str) -> StartupError | None:
+    """A failed call that says the Bot API at telegram.api_url is not usable, as a sentence.
+
+    A 404 is the API URL's fault, never the token's (Telegram answers 401 to a wrong
+    token): saying "create a new token" would send an operator to revoke a working one.
+    """
+    where = api_url_shown(settings)
+    if isinstance(exc, TelegramNotFound):
+        return StartupError(
+            f"The Bot API at {where} answered 404 Not Found to {method}: check "
+            "telegram.api_url (the token is not the problem)"
+        )
+    if isinstance(exc, ClientDecodeError):
+        return StartupError(
+            f"The server at {where} does not answer like a Bot API (its answer to {method} "
+            "is not Telegram's JSON): check telegram.api_url"
+        )
+    if isinstance(exc, TelegramNetworkError):
+        return StartupError(
+            f"Cannot reach the Bot API at {where} ({reason(exc)}): "
+            "check the network or telegram.api_url"
+        )
+    if isinstance(exc, TelegramServerError):
+        return StartupError(
+            f"The Bot API at {where} failed to answer {method} ({reason(exc)}): "
+            "try again later, or check telegram.api_url"
+        )
+    return None
+
+
 async def identify(bot: Bot, settings: Settings) -> User:
     """getMe: the bot's own account, or StartupError if Telegram refuses the token."""
     try:
         return await bot.get_me()
-    except (TelegramUnauthorizedError, TelegramNotFound):
+    except TelegramUnauthorizedError:
         raise StartupError(TOKEN_REJECTED) from None
-    except TelegramNetworkError as exc:
-        raise StartupError(
-            f"Cannot reach the Bot API at {settings.telegram.api_url} ({exc.message}): "
-            "check the network or telegram.api_url"
-        ) from None
+    except (TelegramAPIError, ClientDecodeError) as exc:
+        unusable = unusable_api(exc, settings, "getMe")
+        if unusable is None:
+            unusable = StartupError(
+                f"The Bot API at {api_url_shown(settings)} refused getMe ({reason(exc)}): "
+                "check telegram.api_url and telegram.token"
+            )
+        raise unusable from None
 
 
 async def check_group(bot: Bot, settings: Settings, me: User) -> list[Check]:
@@ -153,9 +198,18 @@ async def inspect(bot: Bot, settings: Settings) -> list[Check]:
     try:
         me = await identify(bot, settings)
     except StartupError as exc:
-        return [Check("bot token", False, str(exc))]
+        # Only a 401 is the token's fault; anything else is the server at api_url.
+        return [Check("bot token" if str(exc) == TOKEN_REJECTED else "Bot API", False, str(exc))]
     checks = [Check("bot token", True, f"@{me.username} (id {me.id})")]
-    webhook = await bot.get_webhook_info()
+    try:
+        return checks + await _inspect_further(bot, settings, me)
+    except StartupError as exc:
+        return [*checks, Check("Bot API", False, str(exc))]
+
+
+async def _inspect_further(bot: Bot, settings: Settings, me: User) -> list[Check]:
+    checks = []
+    webhook = await _asking(settings, "getWebhookInfo", bot.get_webhook_info())
     if webhook.url:
         checks.append(
             Check(
@@ -170,22 +224,33 @@ async def inspect(bot: Bot, settings: Settings) -> list[Check]:
         checks.append(
             Check("webhook", True, f"none; {webhook.pending_update_count} updates pending")
         )
-    checks.extend(await check_group(bot, settings, me))
+    checks.extend(await _asking(settings, "getChat", check_group(bot, settings, me)))
     return checks
+
+
+async def _asking(settings: Settings, method: str, call: Awaitable[T]) -> T:
+    """Await a call to Telegram; a failure of the Bot API itself becomes a StartupError."""
+    try:
+        return await call
+    except (TelegramAPIError, ClientDecodeError) as exc:
+        unusable = unusable_api(exc, settings, method)
+        if unusable is None:
+            raise
+        raise unusable from None
 
 
 async def prepare(bot: Bot, settings: Settings) -> User:
     """Start-up: identify, remove a webhook (keeping its updates), verify the group."""
     me = await identify(bot, settings)
-    webhook = await bot.get_webhook_info()
+    webhook = await _asking(settings, "getWebhookInfo", bot.get_webhook_info())
     if webhook.url:
         log.warning(
             "removing the webhook so long polling can run; pending updates are kept",
             pending_update_count=webhook.pending_update_count,
         )
-        await bot.delete_webhook(drop_pending_updates=False)
+        await _asking(settings, "deleteWebhook", bot.delete_webhook(drop_pending_updates=False))
     log.info("bot identified", username=me.username, bot_id=me.id)
-    for check in await check_group(bot, settings, me):
+    for check in await _asking(settings, "getChat", check_group(bot, settings, me)):
         if not check.ok:
             raise StartupError(check.detail[0].upper() + check.detail[1:])
     return me

@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from storage import files
+
 BUSY_TIMEOUT_MS = 5000
 
 Params = tuple[Any, ...] | dict[str, Any]
@@ -53,19 +55,29 @@ _PRAGMAS = (
 
 def utcnow() -> str:
     """The current time as stored: ISO 8601 in UTC, to the microsecond."""
-    return to_iso(datetime.now(UTC))
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def to_iso(moment: datetime) -> str:
     """A datetime as stored: ISO 8601 in UTC."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    elif moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")
 
 
 def from_iso(value: str) -> datetime:
     """Parse a stored time."""
     return datetime.fromisoformat(value)
+
+
+def is_store_fault(exc: BaseException) -> bool:
+    """Whether an error is the database's trouble (busy, locked, read-only, full, gone,
+    damaged), not the fault of what was being written: retry later, never give up on it."""
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.DataError):
+        return False
+    return isinstance(exc, sqlite3.DatabaseError)
 
 
 def create_private_file(path: Path) -> None:
@@ -208,24 +220,66 @@ class Database:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="topicdesk-db")
         self._savepoints = 0
         self._outbox_listeners: list[OutboxListener] = []
+        # The file opened, to notice it removed or replaced (file_is_gone).
+        self._file_id = files.file_id(path)
 
     @classmethod
     async def open(cls, path: Path) -> Database:
-        """Open (creating with mode 0600 if needed) the database at `path`."""
-        create_private_file(path)
-        writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        """Open (creating with mode 0600 if needed) the database at `path`.
+
+        The file is checked first (storage.files.prepare): a missing database whose
+        marker says it existed is not re-created, an existing one loses the group's and
+        others' permissions, and a file that cannot be used raises DatabaseFileError
+        with one sentence naming it. Nothing opened here stays open when it raises.
+        """
+        files.prepare(path)
+        writer: sqlite3.Connection | None = None
+        reader: aiosqlite.Connection | None = None
         try:
+            writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             writer.row_factory = sqlite3.Row
             for pragma in _PRAGMAS:
                 writer.execute(pragma)
             reader = await aiosqlite.connect(path, isolation_level=None)
-        except BaseException:
-            writer.close()
+            reader.row_factory = sqlite3.Row
+            for pragma in (*_PRAGMAS, "PRAGMA query_only = ON"):
+                await reader.execute(pragma)
+            database = cls(writer, reader, path)
+        except BaseException as exc:
+            # aiosqlite's thread is not a daemon: a reader left open keeps the process alive.
+            if reader is not None:
+                await reader.close()
+            if writer is not None:
+                writer.close()
+            if isinstance(exc, sqlite3.Error):
+                raise files.explain(path, exc) from None
             raise
-        reader.row_factory = sqlite3.Row
-        for pragma in (*_PRAGMAS, "PRAGMA query_only = ON"):
-            await reader.execute(pragma)
-        return cls(writer, reader, path)
+        return database
+
+    def file_is_gone(self) -> str | None:
+        """Whether the database file was removed or replaced since it was opened.
+
+        None while storage.path is still the file this Database opened (same device and
+        inode); otherwise one sentence saying what happened and what to do. A removed
+        or replaced file means what TopicDesk writes goes to a file nobody can find again
+        (it is lost at the next restart). Cheap (one stat): for housekeeping and /healthz.
+        """
+        try:
+            now = files.file_id(self.path)
+        except FileNotFoundError:
+            return (
+                f"the database file {self.path} was removed while TopicDesk runs: what it "
+                "writes now is lost when it stops; stop TopicDesk and restore the backup"
+            )
+        except OSError as exc:
+            return f"the database file {self.path} cannot be checked ({exc.strerror or exc})"
+        if now != self._file_id:
+            return (
+                f"the database file {self.path} was replaced by another file while TopicDesk "
+                "runs: TopicDesk still writes to the old one; stop TopicDesk and check which "
+                "file is the right database"
+            )
+        return None
 
     async def close(self) -> None:
         async with self._lock:

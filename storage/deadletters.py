@@ -9,6 +9,7 @@ from typing import Any
 from storage import outbox
 from storage.db import Conn, Row, utcnow
 from storage.outbox import OutboxItem
+from storage.redact import safe_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,7 @@ class DeadLetter:
 
 
 def _letter(row: Row) -> DeadLetter:
+    # Scrubbed on the way out too: a letter stored by an older version may hold a token.
     return DeadLetter(
         id=row["id"],
         outbox_id=row["outbox_id"],
@@ -35,7 +37,7 @@ def _letter(row: Row) -> DeadLetter:
         params=json.loads(row["params"]),
         chat_id=row["chat_id"],
         ticket_id=row["ticket_id"],
-        error=row["error"],
+        error=safe_text(row["error"]),
         attempts=row["attempts"],
         created_at=row["created_at"],
         resolution=row["resolution"],
@@ -43,7 +45,12 @@ def _letter(row: Row) -> DeadLetter:
 
 
 async def bury(db: Conn, item: OutboxItem, error: str, attempts: int) -> int:
-    """Mark an outbox row dead and keep it, with why, in the dead-letter queue."""
+    """Mark an outbox row dead and keep it, with why, in the dead-letter queue.
+
+    `error` is stored as `safe_text()` makes it, whatever the caller passed: no token, no
+    URL credentials, one line.
+    """
+    error = safe_text(error)
     await outbox.mark_dead(db, item.id, error)
     letter = await db.insert(
         """

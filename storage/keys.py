@@ -85,3 +85,14 @@ def alert(kind: str, day: str, admin_id: int | None = None) -> str:
     """An alert raised once a day (the kv marker without an admin, each admin's message with)."""
     key = f"alert:{kind}:{day}"
     return key if admin_id is None else f"{key}:{admin_id}"
+
+
+def quarantined(update_id: int, part: str) -> str:
+    """A row passing on a quarantined update: its `copy` and the `note` beside it."""
+    return f"quarantine:{update_id}:{part}"
+
+
+def quarantine_report(error_kind: str, admin_id: int | None = None) -> str:
+    """The admins are told once per kind of error (the kv marker without an admin)."""
+    key = f"quarantine:reported:{error_kind}"
+    return key if admin_id is None else f"{key}:{admin_id}"

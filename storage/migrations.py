@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from storage.db import create_private_file
+from storage import files
 
 MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 LEDGER = """
@@ -68,15 +68,29 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
-def migrate(path: Path, folder: Path | None = None) -> list[Migration]:
-    """Bring the database at `path` up to date; return the migrations applied."""
+def migrate(
+    path: Path, folder: Path | None = None, *, new_database: bool = False
+) -> list[Migration]:
+    """Bring the database at `path` up to date; return the migrations applied.
+
+    The file is checked first (storage.files.prepare): a database whose marker says it
+    existed is never re-created empty, unless `new_database`. After the migrations, the
+    database's id is checked against (or written to) its marker. A file that cannot be
+    used raises storage.files.DatabaseFileError.
+    """
     known = discover(folder)
-    create_private_file(path)
-    conn = sqlite3.connect(path, isolation_level=None)
+    files.prepare(path, new_database=new_database)
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        version = current_version(conn)
+        conn = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise files.explain(path, exc) from None
+    try:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            version = current_version(conn)
+        except sqlite3.Error as exc:
+            raise files.explain(path, exc) from None
         if version > known[-1].version:
             raise MigrationError(
                 f"{path}: the database is at schema version {version}, newer than this "
@@ -86,6 +100,10 @@ def migrate(path: Path, folder: Path | None = None) -> list[Migration]:
         for migration in known[version:]:
             _apply(conn, migration, path)
             applied.append(migration)
+        try:
+            files.claim(conn, path, new_database=new_database)
+        except sqlite3.Error as exc:
+            raise files.explain(path, exc) from None
         return applied
     finally:
         conn.close()

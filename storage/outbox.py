@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from storage.db import Conn, Row, to_iso, utcnow
+from storage.redact import safe_text
 
 
 class Purpose(StrEnum):
@@ -254,7 +255,7 @@ async def record_attempt(db: Conn, item_id: int, error: str) -> None:
     """Note a failed attempt that will be retried in place."""
     await db.execute(
         "UPDATE outbox SET attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
-        (error, utcnow(), item_id),
+        (safe_text(error), utcnow(), item_id),
     )
 
 
@@ -292,14 +293,14 @@ async def retry_later(db: Conn, item_id: int, seconds: float, error: str) -> Non
     await db.execute(
         "UPDATE outbox SET state = 'pending', not_before = ?, last_error = ?, updated_at = ?"
         " WHERE id = ?",
-        (_later(seconds), error, utcnow(), item_id),
+        (_later(seconds), safe_text(error), utcnow(), item_id),
     )
 
 
 async def mark_dead(db: Conn, item_id: int, error: str) -> None:
     await db.execute(
         "UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ? WHERE id = ?",
-        (error, utcnow(), item_id),
+        (safe_text(error), utcnow(), item_id),
     )
 
 

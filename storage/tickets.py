@@ -72,7 +72,7 @@ async def save_customer(
 ) -> Customer:
     """Insert or refresh a customer's profile as Telegram last showed it."""
     now = utcnow()
-    await db.execute(
+    row = await db.fetchone(
         """
         INSERT INTO customers (user_id, full_name, username, language_code, created_at, updated_at)
         VALUES (?, ?, ?, ?, ?, ?)
@@ -81,12 +81,12 @@ async def save_customer(
             username = excluded.username,
             language_code = excluded.language_code,
             updated_at = excluded.updated_at
+        RETURNING *
         """,
         (user_id, full_name, username, language_code, now, now),
     )
-    customer = await get_customer(db, user_id)
-    assert customer is not None
-    return customer
+    assert row is not None
+    return _customer(row)
 
 
 async def get_customer(db: Conn, user_id: int) -> Customer | None:

@@ -15,6 +15,17 @@ async def is_processed(db: Conn, update_id: int) -> bool:
     )
 
 
+async def claim(db: Conn, update_id: int) -> bool:
+    """Record an update as handled, in the transaction that carries its effects; False if
+    it was recorded already (Telegram sent it again). record() corrects the outcome."""
+    created = await db.insert(
+        "INSERT INTO processed_updates (update_id, outcome, processed_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (update_id) DO NOTHING",
+        (update_id, "handled", utcnow()),
+    )
+    return created is not None
+
+
 async def record(db: Conn, update_id: int, outcome: str) -> None:
     """Record an update as processed, in the transaction that carries its effects."""
     await db.execute(

@@ -2,6 +2,7 @@
 
 Retry only what can succeed later (429, 5xx, the network); a 400 or a 403 never
 becomes right by itself, so it goes to the dead-letter queue or to a recovery.
+`reason()` words any failure for storing or showing, without secrets.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+
+from storage.redact import safe_text
 
 
 class Failure(enum.Enum):
@@ -63,10 +66,18 @@ def classify(exc: BaseException) -> Failure:
 
 
 def reason(exc: BaseException) -> str:
-    """Why a call failed, in words for a person: Telegram's text without its prefix."""
+    """Why something failed, as the text we store or show: the one way to word an error.
+
+    Telegram's text without its prefix, or the exception's type and text; on one line,
+    at most MAX_TEXT characters, with the bot token, any other registered secret and a
+    URL's credentials replaced by [secret]. An aiohttp error can carry the request URL,
+    which holds the token: this text goes into the outbox, the dead letters, the
+    agents' topic and `topicdesk dlq list`, so it is scrubbed here, once, for all of them.
+    """
     if isinstance(exc, TelegramAPIError):
         text = exc.message
         for prefix in ("Telegram server says - ", "Bad Request: ", "Forbidden: ", "Conflict: "):
             text = text.removeprefix(prefix)
-        return text
-    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+    else:
+        text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return safe_text(text)

@@ -48,7 +48,7 @@ from bot.delivery.contract import Desk, NotReadyError, ObsoleteError, Undelivera
 from bot.delivery.errors import Failure, classify, reason
 from bot.metrics import Metrics
 from storage import deadletters, outbox
-from storage.db import Conn, Database, from_iso
+from storage.db import Conn, Database, from_iso, is_store_fault
 from storage.outbox import OutboxItem
 
 log = structlog.stdlib.get_logger(__name__)
@@ -285,7 +285,12 @@ class Sender:
                 outbox_id=item.id, chat_id=item.chat_id, ticket_id=item.ticket_id
             ):
                 await self._attempt(item)
-        except Exception:
+        except Exception as exc:
+            if is_store_fault(exc):
+                # The row stays as it was in the store and is tried again on a later look.
+                log.warning("the database refused the sender; the row waits", error=str(exc))
+                self._due[item.chat_id] = time.monotonic() + NOT_READY_DELAY
+                return
             log.exception("sender failed on an outbox row; it stays queued")
             async with self._db.transaction() as db:
                 await outbox.retry_later(db, item.id, self._policy.max_delay, "internal error")

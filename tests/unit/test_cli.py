@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, main
+from bot.cli import EXIT_CONFIG, EXIT_OK, main
 from storage.migrations import discover
 from tests.unit.conftest import GROUP, TOKEN
 
@@ -96,12 +96,13 @@ def test_check_with_a_token_that_is_not_a_token_sends_the_operator_to_botfather(
 
     code = main(["check"])
 
+    # A mangled token is a configuration error, found before anything is opened: exit 2.
     out, err = capsys.readouterr()
-    assert code == EXIT_FAILED
+    assert code == EXIT_CONFIG
     assert out == ""
     assert err == (
-        "topicdesk: telegram.token is not a bot token (it looks like 123456:ABC-DEF...): "
-        "copy it again from @BotFather\n"
+        "topicdesk: TOPICDESK_TELEGRAM__TOKEN in the environment: telegram.token is not a "
+        "bot token (it looks like 123456:ABC-DEF...): copy it again from @BotFather\n"
     )
 
 

@@ -56,7 +56,7 @@ def a_dispatcher() -> Dispatcher:
     return dispatcher
 
 
-async def test_a_failing_update_is_rolled_back_alone_and_its_neighbours_commit(
+async def test_a_failing_update_is_rolled_back_alone_quarantined_and_its_neighbours_commit(
     db: Database,
 ) -> None:
     bot = Bot("123456:test-token")
@@ -72,8 +72,13 @@ async def test_a_failing_update_is_rolled_back_alone_and_its_neighbours_commit(
     async with db.reader() as conn:
         seen = {row[0] for row in await conn.fetchall("SELECT key FROM kv")}
         ledger = dict(await conn.fetchall("SELECT update_id, outcome FROM processed_updates"))
+        kept = await conn.fetchall("SELECT update_id, stage, error, raw FROM quarantined_updates")
     assert seen == {"seen:1", "seen:3"}  # the failing update's write was rolled back
-    assert ledger == {1: "handled", 2: "failed", 3: "handled"}
+    assert ledger == {1: "handled", 2: "quarantined", 3: "handled"}
+    [(update_id, stage, error, raw)] = kept
+    assert (update_id, stage) == (2, "handler")
+    assert "a bug in a handler" in error
+    assert '"text": "boom"' in raw  # kept whole, to be replayed
 
 
 async def test_a_batch_that_cannot_commit_leaves_nothing_behind_and_is_not_confirmed(
@@ -96,14 +101,27 @@ async def test_a_batch_that_cannot_commit_leaves_nothing_behind_and_is_not_confi
     dispatcher = Dispatcher()
     dispatcher.include_router(router)
     bot = Bot("123456:test-token")
-    try:
-        poller = Poller(bot, dispatcher, db)
-        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-            await poller.process_batch([a_message(1, "fine"), a_message(2, "orphan")])
-    finally:
-        await bot.session.close()
+    poller = Poller(bot, dispatcher, db)
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        await poller.process_batch([a_message(1, "fine"), a_message(2, "orphan")])
 
     assert poller.processed == 0
     async with db.reader() as conn:
         assert await conn.fetchval("SELECT COUNT(*) FROM processed_updates") == 0
         assert await conn.fetchval("SELECT COUNT(*) FROM kv") == 0
+
+    # What the poller does with it: one update at a time, the culprit quarantined alone.
+    raw = [a_message(1, "fine"), a_message(2, "orphan")]
+    assert await poller.store_batch(
+        [u.model_dump(mode="json", exclude_none=True) for u in raw]
+    ) == [
+        1,
+        2,
+    ]
+    async with db.reader() as conn:
+        ledger = dict(await conn.fetchall("SELECT update_id, outcome FROM processed_updates"))
+        stored = {row[0] for row in await conn.fetchall("SELECT key FROM kv")}
+        assert await conn.fetchval("SELECT COUNT(*) FROM outbox") == 0
+    assert ledger == {1: "handled", 2: "quarantined"}
+    assert "fine" in stored
+    assert "orphan" not in stored
