@@ -1,4 +1,4 @@
-"""The `topicdesk` command: run, migrate, check.
+"""The `topicdesk` command: run, migrate, check, dlq, updates, backup.
 
 Heavy imports (aiogram) happen inside the commands that talk to Telegram, so
 `topicdesk migrate` stays light.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging, get_logger, redactor
-from storage import deadletters, tickets
+from storage import deadletters, quarantine, tickets
 from storage.backup import BackupError, backup
 from storage.db import Database
 from storage.files import NEW_DATABASE_FLAG, DatabaseFileError, marker_path
@@ -75,6 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every open dead letter")
     drop = actions.add_parser("drop", parents=[common], help="forget dead letters for good")
     drop.add_argument("ids", nargs="+", type=int, metavar="ID")
+    quarantined = commands.add_parser(
+        "updates",
+        parents=[common],
+        help="review updates that could not be handled: list, replay",
+    )
+    steps = quarantined.add_subparsers(dest="action", required=True, metavar="ACTION")
+    steps.add_parser("list", parents=[common], help="show the quarantined updates")
+    replay = steps.add_parser(
+        "replay", parents=[common], help="feed quarantined updates through the handlers again"
+    )
+    chosen = replay.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("ids", nargs="*", type=int, default=[], metavar="UPDATE_ID")
+    chosen.add_argument("--all", action="store_true", help="every one not handled yet")
     backup = commands.add_parser(
         "backup", parents=[common], help="copy the database, safely while the daemon runs"
     )
@@ -113,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backup(settings, args.path, force=args.force)
         if args.command == "dlq":
             return asyncio.run(dead_letter_command(settings, args))
+        if args.command == "updates":
+            return asyncio.run(quarantine_command(settings, args))
         if args.command == "check":
             return asyncio.run(_check(settings))
         return _run(settings, new_database=args.new_database)
@@ -146,13 +161,61 @@ def _backup(settings: Settings, target: Path, *, force: bool) -> int:
     return EXIT_OK
 
 
-async def dead_letter_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`topicdesk dlq list|retry|drop`: safe while the daemon runs, which picks retries up."""
+async def _open_existing(settings: Settings) -> Database | None:
+    """The database for an offline command, migrated; None if there is none yet."""
     path = settings.storage.path
     if not path.exists() and not marker_path(path).exists():
-        return _fail(f"{path}: no database here yet (check storage.path)")
+        return None
     migrate(path)  # a missing database with its marker beside it is reported here
-    database = await Database.open(path)
+    return await Database.open(path)
+
+
+async def quarantine_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`topicdesk updates list|replay`: safe while the daemon runs, which replays at its
+    next poll (within telegram.polling_timeout seconds), or at its next start."""
+    database = await _open_existing(settings)
+    if database is None:
+        return _fail(f"{settings.storage.path}: no database here yet (check storage.path)")
+    try:
+        if args.action == "list":
+            async with database.reader() as db:
+                print(format_quarantined(await quarantine.list_all(db)))
+            return EXIT_OK
+        async with database.transaction() as db:
+            asked = await quarantine.request_replay(db, None if args.all else args.ids)
+        if not args.all and asked < len(set(args.ids)):
+            print(f"only {asked} of those updates are in quarantine", file=sys.stderr)
+        print(f"{asked} update(s) will be replayed by the running daemon at its next poll")
+        return EXIT_OK if asked or args.all else EXIT_FAILED
+    finally:
+        await database.close()
+
+
+def format_quarantined(entries: list[quarantine.Quarantined]) -> str:
+    """The quarantined updates as a table an admin can read in a terminal."""
+    if not entries:
+        return "no quarantined updates"
+    lines = [f"{'update':>10}  {'when (UTC)':16}  {'stage':7}  {'state':22}  error"]
+    for entry in entries:
+        when = entry.created_at[:16].replace("T", " ")
+        if entry.replay_requested:
+            state = "replay asked"
+        elif entry.replay_outcome:
+            state = f"replayed: {entry.replay_outcome}"
+        else:
+            state = "kept"
+        lines.append(
+            f"{entry.update_id:>10}  {when:16}  {entry.stage:7}  {state:22}"
+            f"  {safe_text(entry.error, 120)}"
+        )
+    return "\n".join(lines)
+
+
+async def dead_letter_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`topicdesk dlq list|retry|drop`: safe while the daemon runs, which picks retries up."""
+    database = await _open_existing(settings)
+    if database is None:
+        return _fail(f"{settings.storage.path}: no database here yet (check storage.path)")
     try:
         if args.action == "list":
             async with database.reader() as db:

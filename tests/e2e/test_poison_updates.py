@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import sys
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,15 @@ def ledger(database: Path, update_id: int) -> str | None:
     finally:
         conn.close()
     return None if row is None else str(row[0])
+
+
+async def topicdesk(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """The command line, as an admin runs it beside the daemon."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args, env=env, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await process.communicate()
+    return int(process.returncode or 0), out.decode(), err.decode()
 
 
 async def confirmed(telegram: FakeTelegram, update_id: int) -> None:
@@ -91,8 +103,11 @@ async def test_an_update_the_models_refuse_does_not_stop_intake(
     assert (update_id, stage) == (broken, "parse")
 
 
-async def test_a_handler_bug_quarantines_the_update_and_the_message_still_reaches_the_agents(
-    telegram: FakeTelegram, desk: RunningDesk, monkeypatch: pytest.MonkeyPatch
+async def test_a_handler_bug_quarantines_the_update_the_message_reaches_the_agents_and_replays(
+    telegram: FakeTelegram,
+    desk: RunningDesk,
+    desk_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     telegram.add_user(ALICE, "Alice", "Smith")
     thread = await open_ticket(telegram, ALICE)
@@ -111,9 +126,29 @@ async def test_a_handler_bug_quarantines_the_update_and_the_message_still_reache
     await wait_for_bot_text(telegram, GROUP_ID, "this one trips a bug", thread_id=thread)
     await wait_for_bot_text(telegram, GROUP_ID, "could not be handled normally", thread_id=thread)
     await wait_for_bot_text(telegram, GROUP_ID, "and this one is fine", thread_id=thread)
-    [(_, stage, error)] = quarantined(desk.settings.storage.path)
+    [(update_id, stage, error)] = quarantined(desk.settings.storage.path)
     assert stage == "handler"
     assert "a bug in the relay" in error
+
+    # After the fix, an admin replays it while the daemon runs.
+    monkeypatch.setattr(desk_rules, "relay", relay)
+    env = {**os.environ, **desk_env}
+    code, out, err = await topicdesk(env, "updates", "list")
+    assert code == 0, err
+    assert f"{update_id}" in out
+    assert "a bug in the relay" in out
+    code, out, err = await topicdesk(env, "updates", "replay", "--all")
+    assert code == 0, err
+    assert "1 update(s) will be replayed" in out
+    await telegram.wait_until(
+        lambda: ledger(desk.settings.storage.path, update_id) == "handled", what="the replay"
+    )
+    relayed = [
+        m
+        for m in telegram.bot_messages(GROUP_ID, thread)
+        if m.get("text") == "this one trips a bug"
+    ]
+    assert len(relayed) == 2  # the copy kept at quarantine, and the replayed relay
 
 
 async def test_a_database_locked_by_another_process_delays_a_message_but_never_drops_it(
