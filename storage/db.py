@@ -240,9 +240,6 @@ class Database:
             writer.row_factory = sqlite3.Row
             for pragma in _PRAGMAS:
                 writer.execute(pragma)
-            # The writer never checkpoints on commit (which would hold every writer up
-            # while pages are copied and synced); checkpoint() does it from the reader.
-            writer.execute("PRAGMA wal_autocheckpoint = 0")
             reader = await aiosqlite.connect(path, isolation_level=None)
             reader.row_factory = sqlite3.Row
             for pragma in (*_PRAGMAS, "PRAGMA query_only = ON"):
@@ -283,14 +280,6 @@ class Database:
                 "file is the right database"
             )
         return None
-
-    async def checkpoint(self) -> None:
-        """Copy committed pages from the WAL into the database file, beside the writer.
-
-        PASSIVE: it takes no write lock and waits for no one, so a commit never waits
-        for it; the daemon calls it every few seconds to keep the WAL short.
-        """
-        await self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def close(self) -> None:
         async with self._lock:

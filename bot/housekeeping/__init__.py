@@ -5,8 +5,7 @@ the gauges that describe the store and prunes the processed-update ledger (`gaug
 and alerts the admins when operations fail too often or updates pile up at Telegram
 (`alerts`, the escalation criteria of the error-handling guide). Every
 `health.reconcile_interval` seconds (and once at start) it reconciles what the store
-believes with what happened (`reconcile`). Every few seconds it checkpoints the
-database's write-ahead log, which the writer never does itself.
+believes with what happened (`reconcile`).
 """
 
 from bot.housekeeping.keeper import Housekeeper

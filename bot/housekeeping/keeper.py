@@ -18,9 +18,6 @@ from storage.db import Database
 log = structlog.stdlib.get_logger(__name__)
 
 STOP_GRACE = 5.0
-# The writer never checkpoints the WAL itself (it would hold every commit up meanwhile);
-# this often, one is made beside it, so the WAL stays a few MB even during a backlog.
-CHECKPOINT_INTERVAL = 5.0
 
 
 class Housekeeper:
@@ -38,7 +35,6 @@ class Housekeeper:
         wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._health = settings.health
-        self._db = database
         self._wake = wake
         self.gauges = Gauges(bot, database, metrics, breaker_open)
         self.alerts = Alerts(database, settings, wake)
@@ -67,7 +63,6 @@ class Housekeeper:
         await asyncio.gather(
             self._every(self._health.housekeeping_interval, self.tidy, "housekeeping"),
             self._every(self._health.reconcile_interval, self.reconcile, "reconciliation"),
-            self._every(CHECKPOINT_INTERVAL, self._db.checkpoint, "checkpoint"),
         )
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[object]], what: str) -> None:
