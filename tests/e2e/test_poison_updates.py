@@ -7,10 +7,12 @@ import os
 import sqlite3
 import sys
 from asyncio.subprocess import PIPE
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from bot.config import load_settings
 from bot.services import tickets as desk_rules
 from bot.services.incoming import Incoming
 from storage.tickets import Ticket
@@ -151,9 +153,25 @@ async def test_a_handler_bug_quarantines_the_update_the_message_reaches_the_agen
     assert len(relayed) == 2  # the copy kept at quarantine, and the replayed relay
 
 
+@pytest.fixture
+async def alerting_desk(
+    telegram: FakeTelegram, desk_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RunningDesk]:
+    """The daemon telling the admins after 2 s of a database that refuses updates."""
+    monkeypatch.setenv("TOPICDESK_HEALTH__STORE_ALERT_AFTER", "2")
+    running = RunningDesk(load_settings(), telegram)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
 async def test_a_database_locked_by_another_process_delays_a_message_but_never_drops_it(
-    telegram: FakeTelegram, desk: RunningDesk
+    telegram: FakeTelegram, alerting_desk: RunningDesk
 ) -> None:
+    desk = alerting_desk
+    telegram.add_user(ADMIN, "Desk", "Admin")
     telegram.add_user(ALICE, "Alice", "Smith")
     thread = await open_ticket(telegram, ALICE)
     database = desk.settings.storage.path
@@ -174,6 +192,9 @@ async def test_a_database_locked_by_another_process_delays_a_message_but_never_d
         await asyncio.sleep(1)
         assert ledger(database, update_id) is None  # neither stored nor marked failed
         assert any(u["update_id"] == update_id for u in telegram.pending_updates)
+        # Past health.store_alert_after, the admins are told directly (not via the outbox,
+        # which lives in the locked database).
+        await wait_for_bot_text(telegram, ADMIN, "cannot write to its database", timeout=30)
     finally:
         other.execute("ROLLBACK")
         other.close()
