@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,22 @@ class RunningDesk:
     async def restart(self) -> None:
         await self.stop()
         await self.start()
+
+
+@asynccontextmanager
+async def desk_with(
+    telegram: FakeTelegram, monkeypatch: pytest.MonkeyPatch, **changes: str
+) -> AsyncIterator[RunningDesk]:
+    """The daemon with some settings changed through the environment (`DELIVERY__...`);
+    use it beside the `desk_env` fixture."""
+    for name, value in changes.items():
+        monkeypatch.setenv(f"TOPICDESK_{name}", value)
+    running = RunningDesk(load_settings(), telegram)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 @pytest.fixture

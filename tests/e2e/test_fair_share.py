@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.config import load_settings
-from tests.conftest import RunningDesk
+from tests.conftest import RunningDesk, desk_with
 from tests.e2e.test_conversation import open_ticket, wait_for_bot_text
 from tests.fake_telegram import GROUP_ID, FakeTelegram
 
@@ -20,16 +19,15 @@ async def paced_desk(
     telegram: FakeTelegram, desk_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[RunningDesk]:
     """The daemon with a small group budget (4 sends a second), so a queue builds up."""
-    monkeypatch.setenv("TOPICDESK_DELIVERY__GROUP_PER_WINDOW", "4")
-    monkeypatch.setenv("TOPICDESK_DELIVERY__GROUP_WINDOW", "1")
-    monkeypatch.setenv("TOPICDESK_DELIVERY__PRIVATE_PER_SECOND", "100")
-    monkeypatch.setenv("TOPICDESK_DELIVERY__PRIVATE_BURST", "100")
-    running = RunningDesk(load_settings(), telegram)
-    await running.start()
-    try:
+    async with desk_with(
+        telegram,
+        monkeypatch,
+        DELIVERY__GROUP_PER_WINDOW="4",
+        DELIVERY__GROUP_WINDOW="1",
+        DELIVERY__PRIVATE_PER_SECOND="100",
+        DELIVERY__PRIVATE_BURST="100",
+    ) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 def group_sends(telegram: FakeTelegram) -> int:

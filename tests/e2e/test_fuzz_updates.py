@@ -11,8 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.config import load_settings
-from tests.conftest import RunningDesk
+from tests.conftest import RunningDesk, desk_with
 from tests.e2e.test_conversation import ALICE, open_ticket, wait_for_bot_text
 from tests.fake_telegram import GROUP_ID, FakeTelegram
 
@@ -129,15 +128,14 @@ def updates(draw: st.DrawFn) -> dict[str, Any]:
 async def unhurried_desk(
     telegram: FakeTelegram, desk_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[RunningDesk]:
-    monkeypatch.setenv("TOPICDESK_DELIVERY__GROUP_PER_WINDOW", "10000")
-    monkeypatch.setenv("TOPICDESK_DELIVERY__PRIVATE_PER_SECOND", "1000")
-    monkeypatch.setenv("TOPICDESK_DELIVERY__PRIVATE_BURST", "1000")
-    running = RunningDesk(load_settings(), telegram)
-    await running.start()
-    try:
+    async with desk_with(
+        telegram,
+        monkeypatch,
+        DELIVERY__GROUP_PER_WINDOW="10000",
+        DELIVERY__PRIVATE_PER_SECOND="1000",
+        DELIVERY__PRIVATE_BURST="1000",
+    ) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 # One daemon for all the examples (it must survive them all): the fixtures are made once.

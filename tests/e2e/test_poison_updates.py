@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_settings
 from bot.services import tickets as desk_rules
 from bot.services.incoming import Incoming
 from storage.tickets import Ticket
-from tests.conftest import RunningDesk
+from tests.conftest import RunningDesk, desk_with
 from tests.e2e.test_conversation import ALICE, open_ticket, wait_for_bot_text
 from tests.fake_telegram import GROUP_ID, FakeTelegram
 
@@ -158,13 +157,8 @@ async def alerting_desk(
     telegram: FakeTelegram, desk_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[RunningDesk]:
     """The daemon telling the admins after 2 s of a database that refuses updates."""
-    monkeypatch.setenv("TOPICDESK_HEALTH__STORE_ALERT_AFTER", "2")
-    running = RunningDesk(load_settings(), telegram)
-    await running.start()
-    try:
+    async with desk_with(telegram, monkeypatch, HEALTH__STORE_ALERT_AFTER="2") as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def test_a_database_locked_by_another_process_delays_a_message_but_never_drops_it(
