@@ -61,17 +61,13 @@ class GetRawUpdates(GetUpdates):
 class Quarantine(Protocol):
     """What the desk does about an update that had to be quarantined."""
 
-    async def quarantined(
-        self, db: Conn, update_id: int, raw: Raw, update: Update | None, error: str, kind: str
-    ) -> None:
+    async def quarantined(self, db: Conn, update_id: int, raw: Raw, error: str, kind: str) -> None:
         """Called inside the update's transaction: pass its content on, tell the admins."""
         ...
 
 
 class _NoDesk:
-    async def quarantined(
-        self, db: Conn, update_id: int, raw: Raw, update: Update | None, error: str, kind: str
-    ) -> None:
+    async def quarantined(self, db: Conn, update_id: int, raw: Raw, error: str, kind: str) -> None:
         return None
 
 
@@ -103,7 +99,6 @@ class Poller:
         database: Database,
         *,
         polling_timeout: int = 30,
-        on_commit: Callable[[], None] = lambda: None,
         metrics: Metrics | None = None,
         desk: Quarantine | None = None,
         store_alert_after: float = 60.0,
@@ -113,7 +108,6 @@ class Poller:
         self._dispatcher = dispatcher
         self._db = database
         self._timeout = polling_timeout
-        self._on_commit = on_commit
         self._desk = desk or _NoDesk()
         self._store_alert_after = store_alert_after
         self._alert = alert
@@ -231,7 +225,7 @@ class Poller:
 
     # Updates.
 
-    async def process_batch(self, batch: list[Raw] | list[Update]) -> list[int]:
+    async def process_batch(self, batch: list[Raw]) -> list[int]:
         """Handle updates in one transaction, each in its own savepoint; return the ids done.
 
         One commit (one sync to disk) for the whole batch is what keeps catch-up fast. An
@@ -242,14 +236,9 @@ class Poller:
         done: list[int] = []
         outcomes: list[str] = []
         async with self._db.transaction() as db:
-            for item in batch:
+            for raw in batch:
                 if self._stop.is_set():
                     break  # not confirmed: Telegram sends the rest again next time
-                raw = (
-                    item.model_dump(mode="json", exclude_none=True)
-                    if isinstance(item, Update)
-                    else item
-                )
                 update_id = raw.get("update_id")
                 if not isinstance(update_id, int):
                     log.error("an update without an update_id was skipped", update=str(raw)[:200])
@@ -259,7 +248,6 @@ class Poller:
         self.processed += len(done)
         for outcome in outcomes:
             self.metrics.updates.labels(outcome).inc()
-        self._on_commit()
         return done
 
     async def store_batch(self, batch: list[Raw]) -> list[int]:
@@ -281,13 +269,9 @@ class Poller:
                 if is_store_fault(exc) or not isinstance(update_id, int):
                     raise
                 async with self._db.transaction() as db:
-                    await self._quarantine(db, update_id, raw, None, "handler", exc)
+                    await self._quarantine(db, update_id, raw, "handler", exc)
                 done.append(update_id)
         return done
-
-    async def process(self, update: Update) -> None:
-        """Handle one update in its own transaction."""
-        await self.process_batch([update])
 
     async def _handle(self, db: Conn, update_id: int, raw: Raw) -> str:
         """One update inside the batch's transaction; its effects and id share a savepoint."""
@@ -309,11 +293,11 @@ class Poller:
         try:
             update = Update.model_validate(raw, context={"bot": self._bot})
         except Exception as exc:  # noqa: BLE001 - any refusal of the models quarantines it
-            return await self._quarantine(db, update_id, raw, None, "parse", exc)
+            return await self._quarantine(db, update_id, raw, "parse", exc)
         try:
             update.event_type  # noqa: B018 - raises for a kind aiogram does not know
         except Exception as exc:  # noqa: BLE001
-            return await self._quarantine(db, update_id, raw, update, "kind", exc)
+            return await self._quarantine(db, update_id, raw, "kind", exc)
         try:
             async with self._db.savepoint() as part:
                 if replay:
@@ -331,14 +315,13 @@ class Poller:
             if is_store_fault(exc):
                 raise
             log.exception("update could not be handled; quarantined")
-            return await self._quarantine(db, update_id, raw, update, "handler", exc)
+            return await self._quarantine(db, update_id, raw, "handler", exc)
 
     async def _quarantine(
         self,
         db: Conn,
         update_id: int,
         raw: Raw,
-        update: Update | None,
         stage: Stage,
         exc: BaseException,
     ) -> str:
@@ -351,7 +334,7 @@ class Poller:
         # without losing the update, which is stored above.
         try:
             async with self._db.savepoint() as part:
-                await self._desk.quarantined(part, update_id, raw, update, error, kind)
+                await self._desk.quarantined(part, update_id, raw, error, kind)
         except Exception as desk_exc:
             if is_store_fault(desk_exc):
                 raise
@@ -371,8 +354,6 @@ class Poller:
                     outcome = await self._feed(db, entry.update_id, entry.raw, replay=True)
                     await quarantine.replayed(db, entry.update_id, outcome)
                 log.info("quarantined update replayed", outcome=outcome)
-        if due:
-            self._on_commit()
         return len(due)
 
 

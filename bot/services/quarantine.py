@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from aiogram.types import Update
 
 from bot.config import Settings
 from bot.services.tickets import notify_agents, render, say
@@ -49,7 +48,6 @@ class DeskQuarantine:
         db: Conn,
         update_id: int,
         raw: dict[str, Any],
-        update: Update | None,
         error: str,
         kind: str,
     ) -> None:

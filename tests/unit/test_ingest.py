@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiogram import Bot, Dispatcher, Router
@@ -27,7 +28,8 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         await database.close()
 
 
-def a_message(update_id: int, text: str) -> Update:
+def a_message(update_id: int, text: str) -> dict[str, Any]:
+    """A private message, as getUpdates hands it out (JSON)."""
     user = User(id=42, is_bot=False, first_name="Alice")
     message = Message(
         message_id=update_id,
@@ -36,7 +38,7 @@ def a_message(update_id: int, text: str) -> Update:
         from_user=user,
         text=text,
     )
-    return Update(update_id=update_id, message=message)
+    return Update(update_id=update_id, message=message).model_dump(mode="json", exclude_none=True)
 
 
 def a_dispatcher() -> Dispatcher:
@@ -111,13 +113,8 @@ async def test_a_batch_that_cannot_commit_leaves_nothing_behind_and_is_not_confi
         assert await conn.fetchval("SELECT COUNT(*) FROM kv") == 0
 
     # What the poller does with it: one update at a time, the culprit quarantined alone.
-    raw = [a_message(1, "fine"), a_message(2, "orphan")]
-    assert await poller.store_batch(
-        [u.model_dump(mode="json", exclude_none=True) for u in raw]
-    ) == [
-        1,
-        2,
-    ]
+    done = await poller.store_batch([a_message(1, "fine"), a_message(2, "orphan")])
+    assert done == [1, 2]
     async with db.reader() as conn:
         ledger = dict(await conn.fetchall("SELECT update_id, outcome FROM processed_updates"))
         stored = {row[0] for row in await conn.fetchall("SELECT key FROM kv")}
