@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,9 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "backup":
             return _backup(settings, args.path, force=args.force)
         if args.command == "dlq":
-            return asyncio.run(dead_letter_command(settings, args))
+            return asyncio.run(_offline(settings, dead_letter_command, args))
         if args.command == "updates":
-            return asyncio.run(quarantine_command(settings, args))
+            return asyncio.run(_offline(settings, quarantine_command, args))
         if args.command == "check":
             return asyncio.run(_check(settings))
         return _run(settings, new_database=args.new_database)
@@ -161,34 +161,36 @@ def _backup(settings: Settings, target: Path, *, force: bool) -> int:
     return EXIT_OK
 
 
-async def _open_existing(settings: Settings) -> Database | None:
-    """The database for an offline command, migrated; None if there is none yet."""
+async def _offline(
+    settings: Settings,
+    command: Callable[[Database, argparse.Namespace], Awaitable[int]],
+    args: argparse.Namespace,
+) -> int:
+    """Run a command on the existing database (migrated first), closed afterwards."""
     path = settings.storage.path
     if not path.exists() and not marker_path(path).exists():
-        return None
+        return _fail(f"{path}: no database here yet (check storage.path)")
     migrate(path)  # a missing database with its marker beside it is reported here
-    return await Database.open(path)
-
-
-async def quarantine_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`topicdesk updates list|replay`: safe while the daemon runs, which replays at its
-    next poll (within telegram.polling_timeout seconds), or at its next start."""
-    database = await _open_existing(settings)
-    if database is None:
-        return _fail(f"{settings.storage.path}: no database here yet (check storage.path)")
+    database = await Database.open(path)
     try:
-        if args.action == "list":
-            async with database.reader() as db:
-                print(format_quarantined(await quarantine.list_all(db)))
-            return EXIT_OK
-        async with database.transaction() as db:
-            asked = await quarantine.request_replay(db, None if args.all else args.ids)
-        if not args.all and asked < len(set(args.ids)):
-            print(f"only {asked} of those updates are in quarantine", file=sys.stderr)
-        print(f"{asked} update(s) will be replayed by the running daemon at its next poll")
-        return EXIT_OK if asked or args.all else EXIT_FAILED
+        return await command(database, args)
     finally:
         await database.close()
+
+
+async def quarantine_command(database: Database, args: argparse.Namespace) -> int:
+    """`topicdesk updates list|replay`: safe while the daemon runs, which replays at its
+    next poll (within telegram.polling_timeout seconds), or at its next start."""
+    if args.action == "list":
+        async with database.reader() as db:
+            print(format_quarantined(await quarantine.list_all(db)))
+        return EXIT_OK
+    async with database.transaction() as db:
+        asked = await quarantine.request_replay(db, None if args.all else args.ids)
+    if not args.all and asked < len(set(args.ids)):
+        print(f"only {asked} of those updates are in quarantine", file=sys.stderr)
+    print(f"{asked} update(s) will be replayed by the running daemon at its next poll")
+    return EXIT_OK if asked or args.all else EXIT_FAILED
 
 
 def format_quarantined(entries: list[quarantine.Quarantined]) -> str:
@@ -211,38 +213,32 @@ def format_quarantined(entries: list[quarantine.Quarantined]) -> str:
     return "\n".join(lines)
 
 
-async def dead_letter_command(settings: Settings, args: argparse.Namespace) -> int:
+async def dead_letter_command(database: Database, args: argparse.Namespace) -> int:
     """`topicdesk dlq list|retry|drop`: safe while the daemon runs, which picks retries up."""
-    database = await _open_existing(settings)
-    if database is None:
-        return _fail(f"{settings.storage.path}: no database here yet (check storage.path)")
-    try:
-        if args.action == "list":
-            async with database.reader() as db:
-                letters = await deadletters.list_letters(db, include_resolved=args.all)
-            print(format_letters(letters))
-            return EXIT_OK
-        async with database.transaction() as db:
-            if args.action == "retry" and args.all:
-                chosen = await deadletters.list_letters(db)
-            else:
-                chosen = []
-                for letter_id in args.ids:
-                    letter = await deadletters.get_letter(db, letter_id)
-                    if letter is None or letter.resolution is not None:
-                        return _fail(f"dead letter {letter_id} does not exist or is resolved")
-                    chosen.append(letter)
-            resolution = "retried" if args.action == "retry" else "dropped"
-            for letter in chosen:
-                if resolution == "retried" and letter.chat_id > 0:
-                    # The admin says try again: a customer marked unreachable may be back.
-                    await tickets.set_unreachable(db, letter.chat_id, None)
-                await deadletters.resolve(db, letter, resolution)
-        verb = "queued again" if resolution == "retried" else "dropped"
-        print(f"{len(chosen)} dead letter(s) {verb}")
+    if args.action == "list":
+        async with database.reader() as db:
+            letters = await deadletters.list_letters(db, include_resolved=args.all)
+        print(format_letters(letters))
         return EXIT_OK
-    finally:
-        await database.close()
+    async with database.transaction() as db:
+        if args.action == "retry" and args.all:
+            chosen = await deadletters.list_letters(db)
+        else:
+            chosen = []
+            for letter_id in args.ids:
+                letter = await deadletters.get_letter(db, letter_id)
+                if letter is None or letter.resolution is not None:
+                    return _fail(f"dead letter {letter_id} does not exist or is resolved")
+                chosen.append(letter)
+        resolution = "retried" if args.action == "retry" else "dropped"
+        for letter in chosen:
+            if resolution == "retried" and letter.chat_id > 0:
+                # The admin says try again: a customer marked unreachable may be back.
+                await tickets.set_unreachable(db, letter.chat_id, None)
+            await deadletters.resolve(db, letter, resolution)
+    verb = "queued again" if resolution == "retried" else "dropped"
+    print(f"{len(chosen)} dead letter(s) {verb}")
+    return EXIT_OK
 
 
 def format_letters(letters: list[deadletters.DeadLetter]) -> str:
