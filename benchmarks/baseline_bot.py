@@ -26,7 +26,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Message, Update
 
-# The fake's token (tests/fake_telegram.py BOT_TOKEN); not imported, so this file runs
+# The fake's token (bot/fake_telegram/ BOT_TOKEN); not imported, so this file runs
 # with nothing but aiogram installed.
 DEFAULT_TOKEN = "123456789:AAF-topicdesk-test-token-0123456789ab"
 

@@ -1,7 +1,7 @@
 """Benchmark the real `topicdesk run` process: catch-up, latency, start-up, memory, fairness.
 
 The daemon runs as a subprocess, configured by environment variables only, against the
-fake Bot API server (tests/fake_telegram.py) running in this process on 127.0.0.1. Its
+fake Bot API server (bot/fake_telegram/) running in this process on 127.0.0.1. Its
 log goes to a file in a temporary folder. Every figure is taken from the fake's clock:
 when a call arrived (`Call.at`) and when an update was enqueued (`enqueued_at`).
 
@@ -58,7 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.fake_telegram import BOT_TOKEN, GROUP_ID, Call, FakeTelegram, Limits  # noqa: E402
+from bot.fake_telegram import BOT_TOKEN, GROUP_ID, Call, FakeTelegram, Limits  # noqa: E402
 
 JSON = dict[str, Any]
 

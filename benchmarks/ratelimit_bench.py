@@ -1,7 +1,7 @@
 """Benchmark our rate limiter against python-telegram-bot's AIORateLimiter.
 
 Both sides send the same mixed workload over real HTTP to the fake Bot API server
-(tests/fake_telegram.py), which enforces Telegram's limits with real 429s:
+(bot/fake_telegram/), which enforces Telegram's limits with real 429s:
 
 - one forum supergroup: topic creations, ticket cards, customer relays and card edits,
   all drawing from the group's 20 sends per minute;
@@ -64,8 +64,8 @@ from aiogram.methods.base import TelegramMethod, TelegramType  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 from bot.delivery.ratelimit import Limits, RateLimiter  # noqa: E402
-from tests.fake_telegram import BOT_TOKEN, GROUP_ID, FakeTelegram, TelegramError  # noqa: E402
-from tests.fake_telegram import Limits as FakeLimits  # noqa: E402
+from bot.fake_telegram import BOT_TOKEN, GROUP_ID, FakeTelegram, TelegramError  # noqa: E402
+from bot.fake_telegram import Limits as FakeLimits  # noqa: E402
 
 try:
     from telegram.error import RetryAfter

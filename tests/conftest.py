@@ -12,7 +12,7 @@ import pytest
 
 from bot.config import Settings, load_settings
 from bot.daemon import Daemon
-from tests.fake_telegram import BOT_TOKEN, GROUP_ID, FakeTelegram
+from bot.fake_telegram import BOT_TOKEN, GROUP_ID, FakeTelegram
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from aiogram.types import (
     WebhookInfo,
 )
 
-from tests.fake_telegram import (
+from bot.fake_telegram import (
     BOT_ID,
     BOT_TOKEN,
     GROUP_ID,

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.config import Settings
+from bot.fake_telegram import GROUP_ID, FakeTelegram
 from storage.db import Database
 from storage.tickets import get_ticket
 from tests.conftest import RunningDesk
-from tests.fake_telegram import GROUP_ID, FakeTelegram
 
 ALICE = 1001
 AGENT = 900

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.fake_telegram import GROUP_ID, FakeTelegram
 from tests.conftest import RunningDesk
 from tests.e2e.test_conversation import AGENT, ALICE, buttons, open_ticket, wait_for_bot_text
 from tests.e2e.test_daemon_process import child_env
-from tests.fake_telegram import GROUP_ID, FakeTelegram
 
 CUSTOMERS = [ALICE, 1002, 1003]
 # This fake enforces no rate limits; the daemon's own pacing (20 per minute into the

@@ -14,9 +14,9 @@ import pytest
 
 from bot.config import load_settings
 from bot.daemon import Daemon
+from bot.fake_telegram import BOT_TOKEN, GROUP_ID, FakeTelegram
 from bot.preflight import StartupError, inspect, make_bot
 from tests.e2e.test_conversation import ALICE, buttons, wait_for_bot_text
-from tests.fake_telegram import BOT_TOKEN, GROUP_ID, FakeTelegram
 
 REPO = Path(__file__).resolve().parents[2]
 OTHER_GROUP = -1002000000002

@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 import pytest
 
 from bot.config import Settings, load_settings
+from bot.fake_telegram import CONTENT_KEYS, GROUP_ID, Call, FakeTelegram, Limits, TelegramError
 from storage import deadletters, outbox
 from storage.db import Conn, Database
 from tests.conftest import RunningDesk
 from tests.e2e.test_conversation import AGENT, ALICE, buttons, open_ticket, wait_for_bot_text
-from tests.fake_telegram import CONTENT_KEYS, GROUP_ID, Call, FakeTelegram, Limits, TelegramError
 
 BOB = 1002
 CAROL = 1003

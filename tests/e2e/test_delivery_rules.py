@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from bot.config import Settings, load_settings
+from bot.fake_telegram import GROUP_ID, FakeTelegram
 from bot.services.tickets import render
 from storage import kv
 from tests.conftest import RunningDesk
 from tests.e2e.test_conversation import AGENT, ALICE, open_ticket, wait_for_bot_text
 from tests.e2e.test_delivery import live_topics, with_db
-from tests.fake_telegram import GROUP_ID, FakeTelegram
 
 UPGRADED = -1009000000009
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.fake_telegram import GROUP_ID, FakeTelegram
 from tests.conftest import RunningDesk, desk_with
 from tests.e2e.test_conversation import open_ticket, wait_for_bot_text
-from tests.fake_telegram import GROUP_ID, FakeTelegram
 
 NOISY, QUIET = 3001, 3002
 FLOOD = 300

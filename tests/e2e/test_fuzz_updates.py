@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.fake_telegram import GROUP_ID, FakeTelegram
 from tests.conftest import RunningDesk, desk_with
 from tests.e2e.test_conversation import ALICE, open_ticket, wait_for_bot_text
-from tests.fake_telegram import GROUP_ID, FakeTelegram
 
 INT64 = 2**63 - 1
 # Ids as Telegram has them, and at and past the limits.

@@ -18,11 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import Settings
 from bot.daemon import Daemon
+from bot.fake_telegram import GROUP_ID, FakeTelegram
 from bot.health import daemon_health, healthz_url
 from bot.preflight import StartupError
 from tests.conftest import RunningDesk
 from tests.e2e.test_conversation import AGENT, ALICE, open_ticket, wait_for_bot_text
-from tests.fake_telegram import GROUP_ID, FakeTelegram
 
 MAX_POLL_AGE = 3.0
 

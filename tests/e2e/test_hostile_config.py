@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from bot.fake_telegram import FakeTelegram
 from tests.e2e.test_daemon_process import child_env, topicdesk
-from tests.fake_telegram import FakeTelegram
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2

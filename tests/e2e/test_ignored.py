@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from bot.fake_telegram import GROUP_ID, FakeTelegram
 from tests.conftest import RunningDesk
 from tests.e2e.test_conversation import AGENT, ALICE, open_ticket, wait_for_bot_text
-from tests.fake_telegram import GROUP_ID, FakeTelegram
 
 OTHER_BOT = 777
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bot.fake_telegram import GROUP_ID, FakeTelegram
 from bot.services.incoming import RELAYABLE
 from tests.conftest import RunningDesk
 from tests.e2e.test_conversation import AGENT, ALICE, open_ticket, wait_for_bot_text
-from tests.fake_telegram import GROUP_ID, FakeTelegram
 
 KINDS = sorted(RELAYABLE - {"text"})  # every kind the desk relays besides text
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.fake_telegram import GROUP_ID, FakeTelegram
 from bot.services import tickets as desk_rules
 from bot.services.incoming import Incoming
 from storage.tickets import Ticket
 from tests.conftest import RunningDesk, desk_with
 from tests.e2e.test_conversation import ALICE, open_ticket, wait_for_bot_text
-from tests.fake_telegram import GROUP_ID, FakeTelegram
 
 ADMIN = 900  # TOPICDESK_SUPPORT__ADMIN_IDS in the desk_env fixture
 

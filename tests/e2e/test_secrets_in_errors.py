@@ -24,11 +24,11 @@ from aiohttp import web
 
 from bot.cli import format_letters
 from bot.config import Settings, load_settings
+from bot.fake_telegram import BOT_TOKEN, GROUP_ID, FakeTelegram
 from storage import deadletters
 from storage.db import Database
 from tests.conftest import RunningDesk
 from tests.e2e.test_conversation import AGENT, ALICE, open_ticket
-from tests.fake_telegram import BOT_TOKEN, GROUP_ID, FakeTelegram
 
 PASSWORD = "proxy-pass-7f3a9c"
 NOTE = "⚠ not delivered to the customer: "

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from bot.daemon import READY_STATUS, STOPPING_STATUS
+from bot.fake_telegram import BOT_TOKEN, FakeTelegram
 from tests.e2e.test_daemon_process import child_env, stopped
-from tests.fake_telegram import BOT_TOKEN, FakeTelegram
 from tests.unit.test_sdnotify import Systemd
 
 
