@@ -72,6 +72,7 @@ class Daemon:
         self.metrics = Metrics()
         self.poller: Poller | None = None
         self.sender: Sender | None = None
+        self.database: Database | None = None  # open while run() runs
         self.housekeeper: Housekeeper | None = None
         self.health: HealthServer | None = None
         self._stop_requested = False
@@ -105,7 +106,7 @@ class Daemon:
                 log.info(
                     "database migrated", path=str(settings.storage.path), to=applied[-1].version
                 )
-            database = await Database.open(settings.storage.path)
+            database = self.database = await Database.open(settings.storage.path)
             resources.callback(log.info, "stopped")
             resources.push_async_callback(database.close)
             bot = make_bot(settings)
