@@ -31,7 +31,7 @@ async def record_check(db: Conn) -> None:
 
 
 async def count_open_tickets(db: Conn) -> int:
-    return int(await db.fetchval("SELECT COUNT(*) FROM tickets WHERE status = 'open'"))
+    return int(await db.fetchval("SELECT COUNT(*) FROM tickets WHERE status != 'closed'"))
 
 
 async def outbox_outcomes(db: Conn, since: str) -> tuple[int, int]:
@@ -90,7 +90,7 @@ async def undelivered_replies(db: Conn, since: str) -> list[UndeliveredReply]:
             OR (o.purpose = 'album'
                 AND m.source_chat_id = json_extract(o.params, '$.from_chat_id')
                 AND m.media_group_id = o.album_id))
-        JOIN tickets t ON t.id = m.ticket_id AND t.status = 'open'
+        JOIN tickets t ON t.id = m.ticket_id AND t.status != 'closed'
         WHERE o.id IN (
                 SELECT outbox_id FROM dead_letters
                 WHERE created_at >= ? AND purpose IN ('relay', 'album'))
@@ -144,7 +144,7 @@ async def state_of(db: Conn, key: str) -> str | None:
 async def open_tickets_with_topic(db: Conn) -> list[int]:
     """Ids of the open tickets that have a forum topic, oldest first."""
     rows = await db.fetchall(
-        "SELECT id FROM tickets WHERE status = 'open' AND thread_id IS NOT NULL ORDER BY id"
+        "SELECT id FROM tickets WHERE status != 'closed' AND thread_id IS NOT NULL ORDER BY id"
     )
     return [int(row["id"]) for row in rows]
 

@@ -109,22 +109,40 @@ def migrate(
         conn.close()
 
 
+# A migration that rebuilds a table others refer to (SQLite cannot alter a CHECK) says so
+# on a line of its own; it then runs with foreign keys off, and every reference is
+# checked before it commits (SQLite's documented way to change a table's definition).
+FOREIGN_KEYS_OFF = "-- topicdesk: foreign_keys off"
+
+
 def _apply(conn: sqlite3.Connection, migration: Migration, path: Path) -> None:
-    # executescript runs the whole file; wrapping it in BEGIN/COMMIT makes the file
-    # and its ledger row one transaction. Version and name come from the file name's
-    # strict pattern, so formatting them into SQL is safe.
+    # executescript runs the whole file; with BEGIN in front and COMMIT only once the
+    # references are checked, the file and its ledger row are one transaction. Version
+    # and name come from the file name's strict pattern, so formatting them is safe.
+    keys_off = FOREIGN_KEYS_OFF in migration.sql.splitlines()
     script = (
         "BEGIN IMMEDIATE;\n"
         f"{migration.sql}\n;\n"
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES "
         f"({migration.version}, '{migration.name}', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'));\n"
-        "COMMIT;"
     )
     try:
+        if keys_off:
+            conn.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction
         conn.executescript(script)
+        broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            table, rowid, parent = broken[0][:3]
+            raise sqlite3.IntegrityError(
+                f"{len(broken)} broken reference(s), e.g. {table} row {rowid} to {parent}"
+            )
+        conn.execute("COMMIT")
     except sqlite3.Error as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise MigrationError(
             f"{path}: migration {migration.version:04d}_{migration.name} failed: {exc}"
         ) from None
+    finally:
+        if keys_off:
+            conn.execute("PRAGMA foreign_keys = ON")

@@ -4,8 +4,27 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 
 from storage.db import Conn, Row, utcnow
+
+
+class Status(StrEnum):
+    """Where a ticket stands; matches the CHECK of `tickets.status` (migration 0006)."""
+
+    OPEN = "open"  # the desk owes the customer an answer
+    PENDING = "pending"  # waiting on the customer: an agent's reply reached them
+    RESOLVED = "resolved"  # solved; the customer may still write (and so reopen it)
+    CLOSED = "closed"  # done: the topic is closed, a new message starts a new ticket
+
+
+class Priority(StrEnum):
+    """A ticket's priority; matches the CHECK of `tickets.priority`."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,18 +47,25 @@ class Answer:
 class Ticket:
     id: int
     customer_id: int
-    status: str
+    status: Status
+    priority: Priority
+    assignee_id: int | None
     subject: str
     answers: tuple[Answer, ...]
     group_chat_id: int
     thread_id: int | None
     card_message_id: int | None
-    created_at: str
+    previous_ticket_id: int | None
+    created_at: str  # Telegram's date on the customer's first message
+    first_response_at: str | None
+    resolved_at: str | None
     closed_at: str | None
 
     @property
     def is_open(self) -> bool:
-        return self.status == "open"
+        """Active: not closed (open, pending or resolved). The topic is open, messages
+        are relayed both ways."""
+        return self.status is not Status.CLOSED
 
 
 def _customer(row: Row) -> Customer:
@@ -56,13 +82,18 @@ def _ticket(row: Row) -> Ticket:
     return Ticket(
         id=row["id"],
         customer_id=row["customer_id"],
-        status=row["status"],
+        status=Status(row["status"]),
+        priority=Priority(row["priority"]),
+        assignee_id=row["assignee_id"],
         subject=row["subject"],
         answers=tuple(Answer(*item) for item in json.loads(row["answers"])),
         group_chat_id=row["group_chat_id"],
         thread_id=row["thread_id"],
         card_message_id=row["card_message_id"],
+        previous_ticket_id=row["previous_ticket_id"],
         created_at=row["created_at"],
+        first_response_at=row["first_response_at"],
+        resolved_at=row["resolved_at"],
         closed_at=row["closed_at"],
     )
 
@@ -109,19 +140,23 @@ async def open_ticket(
     answers: list[Answer],
     group_chat_id: int,
     created_at: str,
+    *,
+    previous_ticket_id: int | None = None,
 ) -> Ticket:
     """Store a new open ticket; its number is the next in sequence."""
     now = utcnow()
     ticket_id = await db.insert(
         """
-        INSERT INTO tickets (customer_id, subject, answers, group_chat_id, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?)
+        INSERT INTO tickets (customer_id, subject, answers, group_chat_id, previous_ticket_id,
+                             created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?)
         """,
         (
             customer_id,
             subject,
             json.dumps([[a.question_id, a.label, a.value] for a in answers], ensure_ascii=False),
             group_chat_id,
+            previous_ticket_id,
             created_at,
             now,
         ),
@@ -139,9 +174,28 @@ async def get_ticket(db: Conn, ticket_id: int) -> Ticket | None:
 
 
 async def open_ticket_of(db: Conn, customer_id: int) -> Ticket | None:
-    """The customer's open ticket, if they have one."""
+    """The customer's active (not closed) ticket, if they have one."""
     row = await db.fetchone(
-        "SELECT * FROM tickets WHERE customer_id = ? AND status = 'open'", (customer_id,)
+        "SELECT * FROM tickets WHERE customer_id = ? AND status != 'closed'", (customer_id,)
+    )
+    return None if row is None else _ticket(row)
+
+
+async def tickets_of_customer(db: Conn, customer_id: int, limit: int = 10) -> list[Ticket]:
+    """The customer's latest tickets, newest first."""
+    rows = await db.fetchall(
+        "SELECT * FROM tickets WHERE customer_id = ? ORDER BY id DESC LIMIT ?",
+        (customer_id, limit),
+    )
+    return [_ticket(row) for row in rows]
+
+
+async def last_closed_ticket_of(db: Conn, customer_id: int) -> Ticket | None:
+    """The customer's most recently closed ticket, if any."""
+    row = await db.fetchone(
+        "SELECT * FROM tickets WHERE customer_id = ? AND status = 'closed'"
+        " ORDER BY id DESC LIMIT 1",
+        (customer_id,),
     )
     return None if row is None else _ticket(row)
 
@@ -169,18 +223,98 @@ async def set_card(db: Conn, ticket_id: int, message_id: int) -> None:
     )
 
 
-async def set_status(db: Conn, ticket_id: int, status: str, actor_id: int | None) -> None:
-    """Change a ticket's status and record who did it."""
+async def set_status(db: Conn, ticket_id: int, status: Status, actor_id: int | None) -> bool:
+    """Change a ticket's status and record who did it, from what, to what.
+
+    Leaving `resolved` or `closed` clears the time it was reached; False (and nothing
+    recorded) when the ticket already had that status.
+    """
+    status = Status(status)
     now = utcnow()
+    before = await db.fetchval("SELECT status FROM tickets WHERE id = ?", (ticket_id,))
+    if before is None or before == status.value:
+        return False
     await db.execute(
         """
-        UPDATE tickets SET status = ?, updated_at = ?,
-            closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END
-        WHERE id = ?
+        UPDATE tickets SET status = :status, updated_at = :now,
+            resolved_at = CASE
+                WHEN :status IN ('resolved', 'closed') THEN COALESCE(resolved_at, :now)
+                ELSE NULL END,
+            closed_at = CASE WHEN :status = 'closed' THEN :now ELSE NULL END
+        WHERE id = :id
         """,
-        (status, now, status, now, ticket_id),
+        {"status": status.value, "now": now, "id": ticket_id},
     )
-    await add_event(db, ticket_id, status, actor_id)
+    await add_event(db, ticket_id, status.value, actor_id, {"from": before, "to": status.value})
+    return True
+
+
+async def set_priority(db: Conn, ticket_id: int, priority: Priority, actor_id: int | None) -> bool:
+    """Change a ticket's priority; False if it had it already."""
+    priority = Priority(priority)
+    before = await db.fetchval("SELECT priority FROM tickets WHERE id = ?", (ticket_id,))
+    if before is None or before == priority.value:
+        return False
+    await db.execute(
+        "UPDATE tickets SET priority = ?, updated_at = ? WHERE id = ?",
+        (priority.value, utcnow(), ticket_id),
+    )
+    await add_event(db, ticket_id, "priority", actor_id, {"from": before, "to": priority.value})
+    return True
+
+
+async def set_assignee(
+    db: Conn, ticket_id: int, assignee_id: int | None, actor_id: int | None
+) -> bool:
+    """Assign a ticket to an agent (None: to nobody); False if nothing changed."""
+    row = await db.fetchone("SELECT assignee_id FROM tickets WHERE id = ?", (ticket_id,))
+    if row is None or row["assignee_id"] == assignee_id:
+        return False
+    await db.execute(
+        "UPDATE tickets SET assignee_id = ?, updated_at = ? WHERE id = ?",
+        (assignee_id, utcnow(), ticket_id),
+    )
+    kind = "assigned" if assignee_id is not None else "unassigned"
+    detail = {"from": row["assignee_id"], "to": assignee_id}
+    await add_event(db, ticket_id, kind, actor_id, detail)
+    return True
+
+
+async def record_first_response(db: Conn, ticket_id: int, at: str) -> bool:
+    """The first agent reply reached the customer at `at`; False if one did before."""
+    changed = await db.execute_count(
+        "UPDATE tickets SET first_response_at = ? WHERE id = ? AND first_response_at IS NULL",
+        (at, ticket_id),
+    )
+    return changed > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change in a ticket's history."""
+
+    kind: str
+    actor_id: int | None
+    detail: dict[str, object]
+    created_at: str
+
+
+async def history(db: Conn, ticket_id: int, limit: int = 50) -> list[Event]:
+    """A ticket's latest changes, oldest first."""
+    rows = await db.fetchall(
+        "SELECT * FROM (SELECT * FROM ticket_events WHERE ticket_id = ? ORDER BY id DESC LIMIT ?)"
+        " ORDER BY id",
+        (ticket_id, limit),
+    )
+    return [
+        Event(
+            kind=row["kind"],
+            actor_id=row["actor_id"],
+            detail=json.loads(row["detail"]) if row["detail"] else {},
+            created_at=row["created_at"],
+        )
+        for row in rows
+    ]
 
 
 async def add_event(

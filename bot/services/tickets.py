@@ -24,7 +24,7 @@ from storage.outbox import (
     Outgoing,
     Purpose,
 )
-from storage.tickets import Answer, Customer, Ticket
+from storage.tickets import Answer, Customer, Status, Ticket
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -316,7 +316,7 @@ async def close_ticket(db: Conn, settings: Settings, ticket: Ticket, actor_id: i
     """Close a ticket: card, topic and customer are told. False if it was closed already."""
     if not ticket.is_open:
         return False
-    await tickets.set_status(db, ticket.id, "closed", actor_id)
+    await tickets.set_status(db, ticket.id, Status.CLOSED, actor_id)
     closed = await tickets.get_ticket(db, ticket.id)
     customer = await tickets.get_customer(db, ticket.customer_id)
     assert closed is not None

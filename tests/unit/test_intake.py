@@ -21,7 +21,7 @@ from bot.services.intake import (
     parse_callback,
     prompt_for,
 )
-from storage.tickets import Answer, Customer, Ticket
+from storage.tickets import Answer, Customer, Priority, Status, Ticket
 
 CATEGORY = Question(
     id="category",
@@ -198,13 +198,18 @@ def a_ticket(answers: tuple[Answer, ...], closed_at: str | None = None) -> Ticke
     return Ticket(
         id=42,
         customer_id=111,
-        status="closed" if closed_at else "open",
+        status=Status.CLOSED if closed_at else Status.OPEN,
+        priority=Priority.NORMAL,
+        assignee_id=None,
         subject="Billing",
         answers=answers,
         group_chat_id=-1001234567890,
         thread_id=7,
         card_message_id=None,
+        previous_ticket_id=None,
         created_at="2025-03-01T12:30:00.000000+00:00",
+        first_response_at=None,
+        resolved_at=closed_at,
         closed_at=closed_at,
     )
 

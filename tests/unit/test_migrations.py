@@ -154,3 +154,64 @@ def test_a_duplicated_number_is_an_error(tmp_path: Path) -> None:
 def test_an_empty_migrations_folder_is_an_incomplete_installation(tmp_path: Path) -> None:
     with pytest.raises(MigrationError, match="no migrations found"):
         discover(tmp_path)
+
+
+def test_the_desk_migration_keeps_every_ticket_its_number_and_its_references(
+    tmp_path: Path,
+) -> None:
+    """0006 rebuilds `tickets` (a CHECK cannot be altered) with foreign keys off: rows,
+    references, the numbering and the one-active-ticket rule all survive it."""
+    database = tmp_path / "desk.db"
+    migrate(database, copy_of_the_real_migrations(tmp_path / "v5", up_to=5))
+    now = "2026-01-01T10:00:00.000000+00:00"
+    with closing(sqlite3.connect(database, isolation_level=None)) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(
+            "INSERT INTO customers (user_id, full_name, created_at, updated_at)"
+            " VALUES (1, 'Alice', ?, ?)",
+            (now, now),
+        )
+        for number, status in ((1, "closed"), (2, "closed"), (3, "open")):
+            conn.execute(
+                "INSERT INTO tickets (id, customer_id, status, subject, answers, group_chat_id,"
+                " created_at, updated_at, closed_at) VALUES (?, 1, ?, 's', '[]', -100, ?, ?, ?)",
+                (number, status, now, now, now if status == "closed" else None),
+            )
+        conn.execute(
+            "INSERT INTO messages (ticket_id, direction, source_chat_id, source_message_id,"
+            " kind, sent_at, delivered_at) VALUES (3, 'to_customer', -100, 5, 'text', ?, ?)",
+            (now, "2026-01-01T10:05:00.000000+00:00"),
+        )
+        conn.execute("DELETE FROM tickets WHERE id = 2")  # a gap: numbers are never reused
+        conn.execute("UPDATE sqlite_sequence SET seq = 7 WHERE name = 'tickets'")
+
+    applied = migrate(database)
+
+    assert [m.name for m in applied] == ["desk"]
+    with closing(sqlite3.connect(database, isolation_level=None)) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        rows = conn.execute(
+            "SELECT id, status, priority, first_response_at, resolved_at FROM tickets ORDER BY id"
+        ).fetchall()
+        assert rows == [
+            (1, "closed", "normal", None, now),
+            (3, "open", "normal", "2026-01-01T10:05:00.000000+00:00", None),
+        ]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+        new_id = conn.execute(
+            "INSERT INTO tickets (customer_id, status, subject, answers, group_chat_id,"
+            " created_at, updated_at) VALUES (1, 'closed', 's', '[]', -100, ?, ?) RETURNING id",
+            (now, now),
+        ).fetchone()
+        assert new_id == (8,)  # counting on from 7
+        with pytest.raises(sqlite3.IntegrityError):  # ticket 3 is still active
+            conn.execute("UPDATE tickets SET status = 'pending' WHERE id = 1")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("UPDATE tickets SET status = 'archived' WHERE id = 1")
+        with pytest.raises(sqlite3.IntegrityError):  # the references are enforced again
+            conn.execute(
+                "INSERT INTO notes (ticket_id, author_id, chat_id, message_id, text, created_at)"
+                " VALUES (99, 1, -100, 1, 'x', ?)",
+                (now,),
+            )

@@ -106,8 +106,11 @@ BIG_DESK = [
     ("ticket_events", "ticket_events_by_ticket", "197389 2 1"),
     ("tickets", None, "100000"),
     ("tickets", "tickets_by_topic", "100000 100000 1"),
-    ("tickets", "tickets_one_open_per_customer", "3000 1"),
-    ("tickets", "tickets_open_with_topic", "3000 1"),
+    ("tickets", "tickets_one_active_per_customer", "3000 1"),
+    ("tickets", "tickets_active_with_topic", "3000 1"),
+    ("tickets", "tickets_unanswered", "300 1"),
+    ("tickets", "tickets_by_assignee", "3000 300 1"),
+    ("tickets", "tickets_by_customer", "100000 2 1"),
 ]
 
 
@@ -181,7 +184,7 @@ async def a_ticket(db: Any, customer_id: int, thread_id: int, *, closed: bool = 
     await tickets.set_card(db, ticket.id, thread_id + 1)
     await outbox.mark_sent(db, card or 0, {"message_id": thread_id + 1})
     if closed:
-        await tickets.set_status(db, ticket.id, "closed", AGENT)
+        await tickets.set_status(db, ticket.id, tickets.Status.CLOSED, AGENT)
     found = await tickets.get_ticket(db, ticket.id)
     assert found is not None
     return found
