@@ -54,11 +54,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bot.fake_telegram import BOT_TOKEN, GROUP_ID, Call, FakeTelegram, Limits
 
-from bot.fake_telegram import BOT_TOKEN, GROUP_ID, Call, FakeTelegram, Limits  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 JSON = dict[str, Any]
 

@@ -42,30 +42,25 @@ import warnings
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import aiohttp  # noqa: E402
-import structlog  # noqa: E402
-from aiogram import Bot  # noqa: E402
-from aiogram.client.session.aiohttp import AiohttpSession  # noqa: E402
-from aiogram.client.session.middlewares.base import (  # noqa: E402
+import aiohttp
+import structlog
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
 )
-from aiogram.client.telegram import TelegramAPIServer  # noqa: E402
-from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter  # noqa: E402
-from aiogram.methods import CreateForumTopic, EditMessageText, SendMessage  # noqa: E402
-from aiogram.methods.base import TelegramMethod, TelegramType  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from aiogram.methods import CreateForumTopic, EditMessageText, SendMessage
+from aiogram.methods.base import TelegramMethod, TelegramType
+from pydantic import BaseModel
 
-from bot.delivery.ratelimit import Limits, RateLimiter  # noqa: E402
-from bot.fake_telegram import BOT_TOKEN, GROUP_ID, FakeTelegram, TelegramError  # noqa: E402
-from bot.fake_telegram import Limits as FakeLimits  # noqa: E402
+from bot.delivery.ratelimit import Limits, RateLimiter
+from bot.fake_telegram import BOT_TOKEN, GROUP_ID, FakeTelegram, TelegramError
+from bot.fake_telegram import Limits as FakeLimits
 
 try:
     from telegram.error import RetryAfter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -690,3 +691,55 @@ async def test_a_private_chat_allows_a_short_burst() -> None:
 async def test_wait_until_names_what_it_waited_for(fake: FakeTelegram) -> None:
     with pytest.raises(AssertionError, match="the impossible"):
         await fake.wait_until(lambda: False, timeout=0.05, what="the impossible")
+
+
+# --------------------------------------------------------------------------------- host and port
+
+
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "192.168.1.10", "10.0.0.1", "::ffff:10.0.0.1", "example.com", ""]
+)
+def test_a_host_that_is_not_loopback_is_refused(host: str) -> None:
+    with pytest.raises(ValueError, match="loopback only"):
+        FakeTelegram(host=host)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "localhost", "LocalHost"])
+def test_a_loopback_host_is_accepted(host: str) -> None:
+    assert FakeTelegram(host=host).host == host
+
+
+@pytest.mark.parametrize("port", [-1, 65536])
+def test_a_port_out_of_range_is_refused(port: int) -> None:
+    with pytest.raises(ValueError, match="port"):
+        FakeTelegram(port=port)
+
+
+async def test_a_given_free_port_is_used() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fake = FakeTelegram(host="127.0.0.1", port=port)
+    await fake.start()
+    bot = make_bot(fake)
+    try:
+        assert fake.base_url == f"http://127.0.0.1:{port}"
+        assert (await bot.get_me()).id == BOT_ID
+    finally:
+        await close_bot(bot)
+        await fake.stop()
+
+
+async def test_ipv6_loopback_gets_a_bracketed_url() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    async with FakeTelegram(host="::1") as fake:
+        assert fake.base_url.startswith("http://[::1]:")
+        bot = make_bot(fake)
+        try:
+            assert (await bot.get_me()).id == BOT_ID
+        finally:
+            await close_bot(bot)
