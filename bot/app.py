@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiogram import Dispatcher
 
 from bot.config import Settings
-from bot.handlers import agents, customer
+from bot.handlers import agents, card, customer
 from bot.metrics import Metrics
 from bot.middlewares.tickets import TicketContext
+from bot.services.agents import AgentDirectory
 from storage.db import Database
 from storage.fsm import SQLiteStorage
 
@@ -22,7 +23,10 @@ def create_dispatcher(
     hands it to the handlers as `db`.
     """
     dispatcher = Dispatcher(
-        storage=SQLiteStorage(database), settings=settings, metrics=metrics or Metrics()
+        storage=SQLiteStorage(database),
+        settings=settings,
+        metrics=metrics or Metrics(),
+        directory=AgentDirectory(settings),
     )
     # Middlewares, in the order an update meets them:
     # 1. aiogram's own outer ones: errors, the user and chat context, the FSM context;
@@ -33,5 +37,7 @@ def create_dispatcher(
     dispatcher.message.middleware(tickets)
     dispatcher.callback_query.middleware(tickets)
     dispatcher.include_router(customer.create_router())
+    dispatcher.include_router(card.create_router(settings))
     dispatcher.include_router(agents.create_router(settings))
+    dispatcher.include_router(card.create_fallback_router())
     return dispatcher

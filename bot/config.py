@@ -348,6 +348,51 @@ class IntakeSettings(_Section):
         return value
 
 
+class AgentsSettings(_Section):
+    """Who the agents are, how a new ticket finds one, and how agents work in a topic."""
+
+    # Empty: every member of the support group is an agent (asked of Telegram with
+    # getChatMember, and trusted for membership_ttl seconds). Admins are always agents.
+    ids: list[int] = Field(default_factory=list)
+    membership_ttl: float = Field(default=300.0, ge=0)
+    # New tickets: nobody (agents press Take), or the agent on duty who waited longest
+    # for one (round_robin), or who holds the fewest active tickets (least_open).
+    assignment: Literal["off", "round_robin", "least_open"] = "off"
+    # An agent who goes /offduty keeps their tickets, unless this hands them on.
+    hand_on_when_off_duty: bool = False
+    # A topic message that starts with this is an internal note, never sent on.
+    note_prefix: str = Field(default="//", min_length=1, max_length=16)
+
+
+class TicketsSettings(_Section):
+    """A ticket's life after it is answered."""
+
+    # A customer writing after their ticket was closed: a new ticket (with a link to
+    # the old topic on its card), or the old one reopened.
+    after_closed: Literal["new_ticket", "reopen"] = "new_ticket"
+    # /new from a customer with an active ticket: close it first, or keep it (the new
+    # ticket is then where their messages go).
+    new_closes_current: bool = True
+    # Ask for a 1-5 rating when a ticket is resolved or closed, then an optional comment.
+    csat: bool = True
+    csat_comment: bool = True
+
+
+def _check_canned(value: dict[str, str]) -> dict[str, str]:
+    for name, text in value.items():
+        if not re.fullmatch(r"[a-z0-9_]{1,32}", name):
+            raise ValueError(
+                f"{name!r} is not a canned response name: use 1 to 32 of a-z, 0-9 and _"
+            )
+        try:
+            _telegram_html(text.replace("{", "").replace("}", ""))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        if not text.strip():
+            raise ValueError(f"{name}: the text is empty")
+    return value
+
+
 class TextsSettings(_Section):
     """What the bot says to customers, in Telegram HTML; translate freely.
 
@@ -365,6 +410,10 @@ class TextsSettings(_Section):
         "Sorry, we can't pass this kind of message on. Please send text, a photo or a file."
     )
     ticket_closed: str = "Your ticket #{ticket} is closed. Write to us any time to open a new one."
+    ticket_resolved: str = (
+        "Your ticket #{ticket} is marked as resolved. If something is still wrong, "
+        "just write here and it opens again."
+    )
     skip_button: str = "Skip"  # a button label: plain text
     not_delivered_to_agents: str = "⚠ we could not pass this message to an agent; please try again"
     file_too_large: str = (
@@ -379,6 +428,7 @@ class TextsSettings(_Section):
         "nothing_to_cancel",
         "unsupported",
         "ticket_closed",
+        "ticket_resolved",
         "not_delivered_to_agents",
         "file_too_large",
     )
@@ -405,7 +455,17 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     intake: IntakeSettings = IntakeSettings()
     texts: TextsSettings = TextsSettings()
+    agents: AgentsSettings = AgentsSettings()
+    tickets: TicketsSettings = TicketsSettings()
+    # Canned responses seeded into the database at start: name = "Telegram HTML text",
+    # with {customer_name}, {ticket_id} and {agent_name}. Admins add more with /canned_add.
+    canned: dict[str, str] = Field(default_factory=dict)
     health: HealthSettings = HealthSettings()
+
+    @field_validator("canned")
+    @classmethod
+    def _canned(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_canned(value)
 
     @model_validator(mode="after")
     def _poll_age_outlasts_a_poll(self) -> Settings:

@@ -5,7 +5,8 @@
 --
 -- `tickets.status` had CHECK (status IN ('open', 'closed')), which SQLite cannot alter:
 -- the table is rebuilt (the runner turns foreign keys off for this file and checks every
--- reference before committing). One active (not closed) ticket per customer, as before.
+-- reference before committing). A customer has one active (not closed) ticket unless
+-- `tickets.new_closes_current` is off, so that rule moves from a unique index to the code.
 
 CREATE TABLE tickets_new (
     id                  INTEGER PRIMARY KEY AUTOINCREMENT,   -- the ticket number customers see
@@ -15,7 +16,8 @@ CREATE TABLE tickets_new (
     priority            TEXT NOT NULL DEFAULT 'normal'
                         CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
     assignee_id         INTEGER,                              -- an agent's user id
-    subject             TEXT NOT NULL,                        -- the topic's name
+    subject             TEXT NOT NULL,                        -- the first answer
+    topic_name          TEXT,            -- the name last asked of Telegram for the topic
     answers             TEXT NOT NULL,                        -- JSON: [[question id, label, answer]]
     group_chat_id       INTEGER NOT NULL,
     thread_id           INTEGER,                              -- known once the topic exists
@@ -47,7 +49,7 @@ WHERE name = 'tickets_new';
 DROP TABLE tickets;
 ALTER TABLE tickets_new RENAME TO tickets;
 
-CREATE UNIQUE INDEX tickets_one_active_per_customer ON tickets (customer_id)
+CREATE INDEX tickets_active_by_customer ON tickets (customer_id, id)
     WHERE status != 'closed';
 CREATE UNIQUE INDEX tickets_by_topic ON tickets (group_chat_id, thread_id)
     WHERE thread_id IS NOT NULL;

@@ -31,6 +31,26 @@ def ticket_closed(ticket_id: int, closed_at: str | None, part: str) -> str:
     return f"ticket:{ticket_id}:closed:{closed_at}:{part}"
 
 
+def ticket_change(ticket_id: int, event_id: int, part: str) -> str:
+    """A row caused by change `event_id` of a ticket's history: its `card`, `topic` name,
+    a note to the `customer`, the topic's `close` or `reopen`, an `announce`ment."""
+    return f"ticket:{ticket_id}:change:{event_id}:{part}"
+
+
+def first_response(ticket_id: int) -> str:
+    """The card showing when the first answer reached the customer (it happens once)."""
+    return f"ticket:{ticket_id}:answered"
+
+
+def card_menu(ticket_id: int, query_id: str) -> str:
+    """The card's keyboard switched to a menu (assign, priority) by a button press."""
+    return f"ticket:{ticket_id}:menu:{query_id}"
+
+
+def card_pin(ticket_id: int, card_outbox_id: int) -> str:
+    return f"ticket:{ticket_id}:pin:{card_outbox_id}"
+
+
 def replacement(ticket_id: int, cause: str) -> str:
     """The prefix of the rows that replace a deleted topic (`cause` tells the occasion)."""
     return f"ticket:{ticket_id}:again:{cause}"

@@ -31,7 +31,7 @@ from storage.redact import safe_text
 
 
 class Purpose(StrEnum):
-    """What an outbox row is for; matches the trigger of migration 0004."""
+    """What an outbox row is for; matches the triggers of migration 0006."""
 
     TOPIC = "topic"  # create the ticket's forum topic
     CARD = "card"  # post the ticket card into its topic
@@ -42,6 +42,10 @@ class Purpose(StrEnum):
     TOPIC_CLOSE = "topic_close"
     TOPIC_REOPEN = "topic_reopen"
     TOPIC_PROBE = "topic_probe"  # reconciliation asks whether the topic still exists
+    TOPIC_EDIT = "topic_edit"  # rename the topic to show status and assignee (coalesced)
+    CARD_PIN = "card_pin"  # pin the ticket card in its topic
+    EDIT = "edit"  # carry an edit of a relayed message to its copy (coalesced)
+    REACTION = "reaction"  # set a reaction: mirrored from the other side, or a note's mark
 
 
 class State(StrEnum):

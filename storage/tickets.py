@@ -51,6 +51,7 @@ class Ticket:
     priority: Priority
     assignee_id: int | None
     subject: str
+    topic_name: str | None
     answers: tuple[Answer, ...]
     group_chat_id: int
     thread_id: int | None
@@ -86,6 +87,7 @@ def _ticket(row: Row) -> Ticket:
         priority=Priority(row["priority"]),
         assignee_id=row["assignee_id"],
         subject=row["subject"],
+        topic_name=row["topic_name"],
         answers=tuple(Answer(*item) for item in json.loads(row["answers"])),
         group_chat_id=row["group_chat_id"],
         thread_id=row["thread_id"],
@@ -174,9 +176,11 @@ async def get_ticket(db: Conn, ticket_id: int) -> Ticket | None:
 
 
 async def open_ticket_of(db: Conn, customer_id: int) -> Ticket | None:
-    """The customer's active (not closed) ticket, if they have one."""
+    """The customer's active (not closed) ticket, the newest if they have several."""
     row = await db.fetchone(
-        "SELECT * FROM tickets WHERE customer_id = ? AND status != 'closed'", (customer_id,)
+        "SELECT * FROM tickets WHERE customer_id = ? AND status != 'closed'"
+        " ORDER BY id DESC LIMIT 1",
+        (customer_id,),
     )
     return None if row is None else _ticket(row)
 
@@ -216,6 +220,15 @@ async def set_topic(db: Conn, ticket_id: int, group_chat_id: int, thread_id: int
     )
 
 
+async def set_topic_name(db: Conn, ticket_id: int, name: str) -> bool:
+    """Remember the name asked of Telegram for the topic; False if it was that already."""
+    changed = await db.execute_count(
+        "UPDATE tickets SET topic_name = ? WHERE id = ? AND topic_name IS NOT ?",
+        (name, ticket_id, name),
+    )
+    return changed > 0
+
+
 async def set_card(db: Conn, ticket_id: int, message_id: int) -> None:
     await db.execute(
         "UPDATE tickets SET card_message_id = ?, updated_at = ? WHERE id = ?",
@@ -223,17 +236,15 @@ async def set_card(db: Conn, ticket_id: int, message_id: int) -> None:
     )
 
 
-async def set_status(db: Conn, ticket_id: int, status: Status, actor_id: int | None) -> bool:
-    """Change a ticket's status and record who did it, from what, to what.
-
-    Leaving `resolved` or `closed` clears the time it was reached; False (and nothing
-    recorded) when the ticket already had that status.
-    """
+async def set_status(db: Conn, ticket_id: int, status: Status, actor_id: int | None) -> int | None:
+    """Change a ticket's status and record who did it, from what, to what; return the
+    event's id. Leaving `resolved` or `closed` clears the time it was reached. None (and
+    nothing recorded) when the ticket already had that status."""
     status = Status(status)
     now = utcnow()
     before = await db.fetchval("SELECT status FROM tickets WHERE id = ?", (ticket_id,))
     if before is None or before == status.value:
-        return False
+        return None
     await db.execute(
         """
         UPDATE tickets SET status = :status, updated_at = :now,
@@ -245,39 +256,43 @@ async def set_status(db: Conn, ticket_id: int, status: Status, actor_id: int | N
         """,
         {"status": status.value, "now": now, "id": ticket_id},
     )
-    await add_event(db, ticket_id, status.value, actor_id, {"from": before, "to": status.value})
-    return True
+    return await add_event(
+        db, ticket_id, status.value, actor_id, {"from": before, "to": status.value}
+    )
 
 
-async def set_priority(db: Conn, ticket_id: int, priority: Priority, actor_id: int | None) -> bool:
-    """Change a ticket's priority; False if it had it already."""
+async def set_priority(
+    db: Conn, ticket_id: int, priority: Priority, actor_id: int | None
+) -> int | None:
+    """Change a ticket's priority; the event's id, or None if it had it already."""
     priority = Priority(priority)
     before = await db.fetchval("SELECT priority FROM tickets WHERE id = ?", (ticket_id,))
     if before is None or before == priority.value:
-        return False
+        return None
     await db.execute(
         "UPDATE tickets SET priority = ?, updated_at = ? WHERE id = ?",
         (priority.value, utcnow(), ticket_id),
     )
-    await add_event(db, ticket_id, "priority", actor_id, {"from": before, "to": priority.value})
-    return True
+    return await add_event(
+        db, ticket_id, "priority", actor_id, {"from": before, "to": priority.value}
+    )
 
 
 async def set_assignee(
     db: Conn, ticket_id: int, assignee_id: int | None, actor_id: int | None
-) -> bool:
-    """Assign a ticket to an agent (None: to nobody); False if nothing changed."""
+) -> int | None:
+    """Assign a ticket to an agent (None: to nobody); the event's id, or None if nothing
+    changed."""
     row = await db.fetchone("SELECT assignee_id FROM tickets WHERE id = ?", (ticket_id,))
     if row is None or row["assignee_id"] == assignee_id:
-        return False
+        return None
     await db.execute(
         "UPDATE tickets SET assignee_id = ?, updated_at = ? WHERE id = ?",
         (assignee_id, utcnow(), ticket_id),
     )
     kind = "assigned" if assignee_id is not None else "unassigned"
     detail = {"from": row["assignee_id"], "to": assignee_id}
-    await add_event(db, ticket_id, kind, actor_id, detail)
-    return True
+    return await add_event(db, ticket_id, kind, actor_id, detail)
 
 
 async def record_first_response(db: Conn, ticket_id: int, at: str) -> bool:
@@ -323,12 +338,15 @@ async def add_event(
     kind: str,
     actor_id: int | None,
     detail: dict[str, object] | None = None,
-) -> None:
-    await db.execute(
+) -> int:
+    """Record a change in a ticket's history; return its id."""
+    event_id = await db.insert(
         "INSERT INTO ticket_events (ticket_id, kind, actor_id, detail, created_at)"
         " VALUES (?, ?, ?, ?, ?)",
         (ticket_id, kind, actor_id, json.dumps(detail) if detail else None, utcnow()),
     )
+    assert event_id is not None
+    return event_id
 
 
 async def move_group(db: Conn, old_chat_id: int, new_chat_id: int) -> int:

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import re
+from html import escape
 
 import structlog
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import Message
 
 from bot.config import Settings
-from bot.handlers.common import OnLoop, after_commit, is_service, to_incoming
-from bot.metrics import Metrics
+from bot.handlers.common import OnLoop, is_service, to_incoming
 from bot.services import tickets as desk
+from bot.services import workflow
+from bot.services.agents import Actor, AgentDirectory, anonymous_admin
 from storage import keys
 from storage.db import Conn
 from storage.tickets import Ticket
 
 log = structlog.stdlib.get_logger(__name__)
-
-CLOSE_BUTTON = re.compile(r"^ticket:(\d+):close$")
 
 
 def create_router(settings: Settings) -> Router:
@@ -31,28 +30,55 @@ def create_router(settings: Settings) -> Router:
     router = Router(name="agents")
     group_id = settings.support.group_id
     router.message.filter(OnLoop(F.chat.id == group_id), OnLoop(F.is_topic_message))
-    router.callback_query.filter(OnLoop(F.message.chat.id == group_id))
     router.message.register(on_close, Command("close"))
     router.message.register(on_topic_message)
-    router.callback_query.register(on_close_button, OnLoop(F.data.regexp(CLOSE_BUTTON)))
     return router
 
 
-def _from_a_person(message: Message, group_id: int) -> bool:
-    # Anonymous admins post as the group itself through a bot account; they are agents.
+async def author(
+    message: Message, bot: Bot, db: Conn, settings: Settings, directory: AgentDirectory
+) -> Actor | None:
+    """Who wrote a message in the group: an agent, someone else, or None for a bot."""
     if message.sender_chat is not None:
-        return message.sender_chat.id == group_id
-    return message.from_user is not None and not message.from_user.is_bot
+        # Anonymous admins post as the group itself, through a bot account: agents.
+        if message.sender_chat.id == settings.support.group_id:
+            return anonymous_admin(message.chat.title or "")
+        return None  # a channel posting in the group
+    if message.from_user is None or message.from_user.is_bot:
+        return None
+    return await directory.actor(bot, db, message.from_user, wrote=True)
+
+
+async def refuse_outsider(db: Conn, ticket: Ticket, actor: Actor, what: str) -> None:
+    """Someone who is not an agent wrote in a ticket's topic: nothing of theirs reaches
+    the customer or changes the ticket. Told once per ticket, logged every time."""
+    log.warning("not an agent: refused", presser_id=actor.user_id, what=what)
+    note = (
+        f"{escape(actor.name)}, only the desk's agents can write to the customer or change "
+        "this ticket; this stayed here."
+    )
+    await desk.notify_agents(db, ticket, note, f"ticket:{ticket.id}:outsider:{actor.user_id}")
 
 
 async def on_topic_message(
-    message: Message, db: Conn, settings: Settings, metrics: Metrics, ticket: Ticket | None
+    message: Message,
+    bot: Bot,
+    db: Conn,
+    settings: Settings,
+    directory: AgentDirectory,
+    ticket: Ticket | None,
 ) -> None:
     """An agent wrote in a topic: relay it to the ticket's customer."""
-    if is_service(message) or not _from_a_person(message, settings.support.group_id):
+    if is_service(message):
+        return
+    actor = await author(message, bot, db, settings, directory)
+    if actor is None:
         return
     if ticket is None:
         log.info("message in a topic that belongs to no ticket, ignored")
+        return
+    if not actor.is_agent:
+        await refuse_outsider(db, ticket, actor, "message")
         return
     incoming = to_incoming(message)
     key = keys.reply_to("agent", incoming.chat_id, incoming.message_id)
@@ -69,48 +95,27 @@ async def on_topic_message(
     if too_large:
         await desk.notify_agents(db, ticket, too_large, key)
         return
-    first_response = await desk.answer_customer(db, settings, ticket, incoming)
-    if first_response is not None:
-        _observe_first_response(db, metrics, first_response)
+    await desk.relay(db, settings, ticket, incoming, "to_customer")
 
 
-def _observe_first_response(db: Conn, metrics: Metrics, seconds: float) -> None:
-    """From the customer's first message to the first agent reply, counted once committed."""
-
-    async def observe() -> None:
-        metrics.first_response.observe(seconds)
-
-    db.after_commit(observe)
-
-
-async def on_close(message: Message, db: Conn, settings: Settings, ticket: Ticket | None) -> None:
+async def on_close(
+    message: Message,
+    bot: Bot,
+    db: Conn,
+    settings: Settings,
+    directory: AgentDirectory,
+    ticket: Ticket | None,
+) -> None:
     """/close in a topic closes its ticket."""
     if ticket is None:
         log.info("/close in a topic that belongs to no ticket, ignored")
         return
-    if message.from_user is None:
+    actor = await author(message, bot, db, settings, directory)
+    if actor is None:
         return
-    if not await desk.close_ticket(db, settings, ticket, message.from_user.id):
+    if not actor.is_agent:
+        await refuse_outsider(db, ticket, actor, "/close")
+        return
+    if await workflow.close_ticket(db, settings, ticket, actor) is None:
         key = keys.reply_to("agent", message.chat.id, message.message_id)
         await desk.notify_agents(db, ticket, f"Ticket #{ticket.id} is already closed.", key)
-
-
-async def on_close_button(
-    query: CallbackQuery, bot: Bot, db: Conn, settings: Settings, ticket: Ticket | None
-) -> None:
-    """The card's Close button."""
-    match = CLOSE_BUTTON.match(query.data or "")
-    assert match is not None
-    if ticket is None or ticket.id != int(match[1]):
-        # The button names another ticket than the topic it is in: forged, or stale.
-        log.warning(
-            "button refused: it names another ticket than its topic's",
-            data=query.data,
-            presser_id=query.from_user.id,
-        )
-        text = "This button does not belong to this topic."
-        after_commit(db, lambda: bot.answer_callback_query(query.id, text=text), "refuse button")
-        return
-    closed = await desk.close_ticket(db, settings, ticket, query.from_user.id)
-    text = "Ticket closed." if closed else "This ticket is already closed."
-    after_commit(db, lambda: bot.answer_callback_query(query.id, text=text), "answer close button")

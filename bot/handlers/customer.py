@@ -11,12 +11,13 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.config import Settings
 from bot.handlers.common import OnLoop, after_commit, is_service, to_incoming
-from bot.services import intake
+from bot.services import intake, workflow
 from bot.services import tickets as desk
+from bot.services.agents import Actor
 from bot.services.incoming import Incoming
 from storage import keys
 from storage.db import Conn
-from storage.tickets import Answer, Ticket
+from storage.tickets import Answer, Status, Ticket
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -84,6 +85,11 @@ async def on_message(
     if ticket is not None:
         if incoming.relayable:
             await desk.relay(db, settings, ticket, incoming, "to_agents")
+            if ticket.status in {Status.PENDING, Status.RESOLVED}:
+                # The customer answered, or is not satisfied: the desk owes a reply again.
+                await workflow.change_status(
+                    db, settings, ticket, Status.OPEN, customer_actor(incoming)
+                )
         else:
             await desk.say(
                 db, incoming.chat_id, settings.texts.unsupported, key, ticket_id=ticket.id
@@ -141,6 +147,17 @@ async def on_form_button(
     )
     await desk.remember_customer(db, person)
     await _answered(db, state, settings, person, form, value, keys.button(user.id, query.id))
+
+
+def customer_actor(incoming: Incoming) -> Actor:
+    """The customer, as the author of a change in their ticket's history."""
+    return Actor(
+        incoming.sender_id,
+        incoming.sender_name,
+        incoming.sender_username,
+        is_agent=False,
+        is_admin=False,
+    )
 
 
 async def _form(state: FSMContext) -> intake.Form | None:

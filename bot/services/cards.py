@@ -1,12 +1,17 @@
-"""How a ticket looks in the agents' group: the topic's name and the ticket card."""
+"""How a ticket looks in the agents' group: the topic's name and the ticket card.
+
+The card's buttons carry `t:<ticket>:<action>[:<argument>]` (at most 64 bytes, as
+Telegram allows); bot.handlers.card reads them back.
+"""
 
 from __future__ import annotations
 
 from html import escape
 
 from bot.telegram_text import TEXT_LIMIT
+from storage.agents import Agent
 from storage.db import from_iso
-from storage.tickets import Customer, Ticket
+from storage.tickets import Customer, Priority, Status, Ticket
 
 TOPIC_NAME_LIMIT = 128
 # The card is one message, so it can always be edited in place; answers too long for it
@@ -15,33 +20,95 @@ CARD_ROOM = TEXT_LIMIT - 200
 SHORTENED = " … (in full below)"
 
 
-def topic_name(ticket_id: int, customer_name: str, subject: str) -> str:
-    """`#42 · Alice Smith · Billing`, trimmed to Telegram's 128 characters."""
-    parts = [f"#{ticket_id}", customer_name.strip() or "Customer"]
+STATUS_MARK = {
+    Status.OPEN: "",
+    Status.PENDING: "⏳ ",
+    Status.RESOLVED: "✅ ",
+    Status.CLOSED: "🔒 ",
+}
+STATUS_LABEL = {
+    Status.OPEN: "🟢 open",
+    Status.PENDING: "⏳ pending (waiting on the customer)",
+    Status.RESOLVED: "✅ resolved",
+    Status.CLOSED: "🔒 closed",
+}
+PRIORITY_LABEL = {
+    Priority.LOW: "low",
+    Priority.NORMAL: "normal",
+    Priority.HIGH: "🔺 high",
+    Priority.URGENT: "🔥 urgent",
+}
+
+
+def topic_name(
+    ticket_id: int,
+    customer_name: str,
+    subject: str,
+    status: Status = Status.OPEN,
+    assignee: str | None = None,
+) -> str:
+    """`⏳ #42 · Alice Smith · Billing → Dana`, within Telegram's 128 characters.
+
+    The status mark, the number, the customer and the assignee are kept; the subject
+    (then the customer's name) gives way.
+    """
+    head = f"{STATUS_MARK[status]}#{ticket_id} · {customer_name.strip() or 'Customer'}"
+    tail = f" → {assignee.strip()}" if assignee and assignee.strip() else ""
+    subject = subject.strip()
     if subject:
-        parts.append(subject.strip())
-    name = " · ".join(parts)
+        room = TOPIC_NAME_LIMIT - len(head) - len(tail) - len(" · ")
+        if room >= 4:
+            if len(subject) > room:
+                subject = subject[: room - 1].rstrip() + "…"
+            head = f"{head} · {subject}"
+    name = head + tail
     if len(name) > TOPIC_NAME_LIMIT:
         name = name[: TOPIC_NAME_LIMIT - 1].rstrip() + "…"
     return name
 
 
-def card_text(ticket: Ticket, customer: Customer) -> str:
-    """The ticket card: who, when, and the intake answers, HTML-escaped; always one message."""
-    opened = from_iso(ticket.created_at).strftime("%Y-%m-%d %H:%M UTC")
+def topic_link(group_chat_id: int, thread_id: int) -> str:
+    """A t.me link to a forum topic (works for the group's members)."""
+    internal = str(group_chat_id).removeprefix("-100").lstrip("-")
+    return f"https://t.me/c/{internal}/{thread_id}"
+
+
+def _when(iso: str) -> str:
+    return from_iso(iso).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def card_text(
+    ticket: Ticket,
+    customer: Customer,
+    assignee: Agent | None = None,
+    previous: Ticket | None = None,
+) -> str:
+    """The ticket card: where it stands, who, when, and the intake answers, HTML-escaped;
+    always one message."""
     who = f'<a href="tg://user?id={customer.user_id}">{escape(customer.full_name)}</a>'
     if customer.username:
         who += f" (@{escape(customer.username)})"
-    status = "🟢 open" if ticket.is_open else "⚪ closed"
     lines = [
-        f"<b>Ticket #{ticket.id}</b> · {status}",
+        f"<b>Ticket #{ticket.id}</b> · {STATUS_LABEL[ticket.status]}",
+        f"Priority: {PRIORITY_LABEL[ticket.priority]} · Assignee: "
+        + (escape(assignee.full_name) if assignee else "<i>nobody</i>"),
         f"Customer: {who} · id <code>{customer.user_id}</code>",
     ]
     if customer.language_code:
         lines.append(f"Language: {escape(customer.language_code)}")
-    lines.append(f"Opened: {opened}")
+    lines.append(f"Opened: {_when(ticket.created_at)}")
+    if ticket.first_response_at:
+        lines.append(f"First answer: {_when(ticket.first_response_at)}")
+    if ticket.resolved_at and ticket.status is not Status.CLOSED:
+        lines.append(f"Resolved: {_when(ticket.resolved_at)}")
     if ticket.closed_at:
-        lines.append(f"Closed: {from_iso(ticket.closed_at).strftime('%Y-%m-%d %H:%M UTC')}")
+        lines.append(f"Closed: {_when(ticket.closed_at)}")
+    if previous is not None:
+        where = f"#{previous.id}"
+        if previous.thread_id is not None:
+            link = topic_link(previous.group_chat_id, previous.thread_id)
+            where = f'<a href="{escape(link)}">#{previous.id}</a>'
+        lines.append(f"Follows ticket {where}")
     lines.append("")
     room = _room_per_answer(ticket, sum(len(line) for line in lines))
     for answer in ticket.answers:
@@ -72,8 +139,56 @@ def full_answers(ticket: Ticket, customer: Customer) -> str | None:
     return "\n".join(lines)
 
 
-def card_buttons(ticket: Ticket) -> list[list[dict[str, str]]]:
-    """The card's inline keyboard, as Bot API JSON."""
-    if not ticket.is_open:
-        return []
-    return [[{"text": "✅ Close ticket", "callback_data": f"ticket:{ticket.id}:close"}]]
+Keyboard = list[list[dict[str, str]]]
+
+
+def button(ticket_id: int, label: str, action: str, argument: str = "") -> dict[str, str]:
+    data = f"t:{ticket_id}:{action}" + (f":{argument}" if argument else "")
+    return {"text": label, "callback_data": data}
+
+
+def card_buttons(ticket: Ticket) -> Keyboard:
+    """The card's inline keyboard, as Bot API JSON: only what makes sense now."""
+    t = ticket.id
+    if ticket.status is Status.CLOSED:
+        return [[button(t, "↩️ Reopen", "reopen")]]
+    if ticket.status is Status.RESOLVED:
+        return [[button(t, "↩️ Reopen", "reopen"), button(t, "🔒 Close", "close")]]
+    first = [button(t, "👥 Assign…", "menu", "assign")]
+    if ticket.assignee_id is None:
+        first.insert(0, button(t, "🙋 Take", "take"))
+    return [
+        first,
+        [button(t, f"Priority: {PRIORITY_LABEL[ticket.priority]}", "menu", "priority")],
+        [button(t, "✅ Resolve", "resolve"), button(t, "🔒 Close", "close")],
+    ]
+
+
+def priority_menu(ticket: Ticket) -> Keyboard:
+    """The card's keyboard while an agent picks a priority."""
+    rows = [
+        [
+            button(
+                ticket.id,
+                ("• " if priority is ticket.priority else "") + PRIORITY_LABEL[priority],
+                "priority",
+                priority.value,
+            )
+        ]
+        for priority in Priority
+    ]
+    return [*rows, [button(ticket.id, "« Back", "back")]]
+
+
+def assign_menu(ticket: Ticket, agents: list[Agent]) -> Keyboard:
+    """The card's keyboard while an agent picks an assignee (agents on duty first)."""
+    rows = []
+    for agent in agents[:12]:
+        mark = "• " if agent.user_id == ticket.assignee_id else ""
+        duty = "" if agent.on_duty else " (off duty)"
+        rows.append(
+            [button(ticket.id, f"{mark}{agent.full_name}{duty}", "assign", str(agent.user_id))]
+        )
+    if ticket.assignee_id is not None:
+        rows.append([button(ticket.id, "Nobody", "assign", "0")])
+    return [*rows, [button(ticket.id, "« Back", "back")]]

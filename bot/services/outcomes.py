@@ -17,6 +17,7 @@ from bot.delivery.breaker import Outage
 from bot.delivery.contract import Aimed, NotReadyError, ObsoleteError, UndeliverableError
 from bot.delivery.errors import Failure
 from bot.metrics import Metrics
+from bot.services import workflow
 from bot.services.tickets import (
     notify_agents,
     notify_customer,
@@ -26,8 +27,9 @@ from bot.services.tickets import (
     topic_action,
 )
 from storage import keys, kv, messages, outbox, tickets
-from storage.db import Conn
-from storage.outbox import PRIORITY_RECOVERY, OutboxItem, Purpose
+from storage.db import Conn, from_iso, utcnow
+from storage.outbox import PRIORITY_CARD, PRIORITY_RECOVERY, OutboxItem, Outgoing, Purpose
+from storage.tickets import Status
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -90,11 +92,16 @@ class DeskOutcomes:
             await tickets.set_topic(db, item.ticket_id or 0, chat_id, result["message_thread_id"])
         elif item.purpose is Purpose.CARD and result is not None:
             await tickets.set_card(db, item.ticket_id or 0, result["message_id"])
+            await self._pin_card(db, item)
         elif item.purpose is Purpose.RELAY and item.message_id is not None:
             await messages.mark_delivered(db, item.message_id, chat_id, result["message_id"])
+            if chat_id > 0:
+                await self._answered(db, item.ticket_id)
         elif item.purpose is Purpose.ALBUM:
             for part, copy in zip(aimed.parts, result or [], strict=False):
                 await messages.mark_delivered(db, part, chat_id, copy["message_id"])
+            if chat_id > 0:
+                await self._answered(db, item.ticket_id)
         elif item.purpose is Purpose.TOPIC_PROBE:
             # An open topic answers TOPIC_NOT_MODIFIED; success means it was closed.
             self._metrics.finding(
@@ -103,6 +110,49 @@ class DeskOutcomes:
                 ticket_id=item.ticket_id,
                 thread_id=aimed.params.get("message_thread_id"),
             )
+
+    async def _pin_card(self, db: Conn, item: OutboxItem) -> None:
+        """The card is posted: pin it, so that it stays at the top of the topic."""
+        if item.ticket_id is None:
+            return
+        await outbox.enqueue(
+            db,
+            Outgoing(
+                key=keys.card_pin(item.ticket_id, item.id),
+                purpose=Purpose.CARD_PIN,
+                method="pinChatMessage",
+                params={"disable_notification": True},
+                edits_card=True,
+                chat_id=item.chat_id,
+                ticket_id=item.ticket_id,
+                priority=PRIORITY_CARD,
+            ),
+        )
+
+    async def _answered(self, db: Conn, ticket_id: int | None) -> None:
+        """An agent's reply reached the customer: the first one times the first response
+        (from Telegram's date on the customer's first message), and an open ticket now
+        waits on the customer."""
+        ticket = await tickets.get_ticket(db, ticket_id or 0)
+        if ticket is None:
+            return
+        now = utcnow()
+        first = await tickets.record_first_response(db, ticket.id, now)
+        if first:
+            seconds = max(0.0, (from_iso(now) - from_iso(ticket.created_at)).total_seconds())
+            histogram = self._metrics.first_response
+
+            async def observe() -> None:
+                histogram.observe(seconds)
+
+            db.after_commit(observe)
+        if ticket.status is Status.OPEN:
+            await workflow.change_status(
+                db, self._settings, ticket, Status.PENDING, None, tell_customer=False
+            )
+        elif first:
+            answered = await workflow.reload(db, ticket.id)
+            await workflow.show(db, answered, keys.first_response(ticket.id))
 
     async def failed(
         self, db: Conn, item: OutboxItem, failure: Failure, why: str, attempts: int

@@ -1,4 +1,4 @@
-"""Ticket rules: open a ticket with its topic and card, relay both ways, close it.
+"""Ticket rules: open a ticket with its topic and card, relay both ways.
 
 Every function runs inside the update's transaction and says what Telegram must be
 told by writing outbox rows; the sender delivers them after the commit.
@@ -13,18 +13,17 @@ import structlog
 from bot.config import Settings
 from bot.services import cards
 from bot.services.incoming import Incoming
-from storage import keys, messages, outbox, tickets
+from storage import agents, keys, messages, outbox, tickets
 from storage.db import Conn, from_iso
 from storage.messages import Direction
 from storage.outbox import (
-    PRIORITY_CARD,
     PRIORITY_CUSTOMER,
     PRIORITY_NOTICE,
     PRIORITY_RECOVERY,
     Outgoing,
     Purpose,
 )
-from storage.tickets import Answer, Customer, Status, Ticket
+from storage.tickets import Answer, Customer, Ticket
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -116,9 +115,16 @@ async def create_topic(
     priority: int = PRIORITY_CUSTOMER,
 ) -> str:
     """Queue the creation of the ticket's forum topic; return the topic's name."""
-    topic: dict[str, object] = {
-        "name": cards.topic_name(ticket.id, customer.full_name, ticket.subject)
-    }
+    assignee = await agents.get(db, ticket.assignee_id) if ticket.assignee_id else None
+    name = cards.topic_name(
+        ticket.id,
+        customer.full_name,
+        ticket.subject,
+        ticket.status,
+        assignee.full_name if assignee else None,
+    )
+    await tickets.set_topic_name(db, ticket.id, name)
+    topic: dict[str, object] = {"name": name}
     if settings.support.topic_icon_color:
         topic["icon_color"] = settings.support.topic_icon_color
     await outbox.enqueue(
@@ -146,6 +152,12 @@ async def post_card(
     priority: int = PRIORITY_CUSTOMER,
 ) -> None:
     """Queue the ticket card into its topic, and the answers in full if the card shortened them."""
+    assignee = await agents.get(db, ticket.assignee_id) if ticket.assignee_id else None
+    previous = (
+        await tickets.get_ticket(db, ticket.previous_ticket_id)
+        if ticket.previous_ticket_id
+        else None
+    )
     await outbox.enqueue(
         db,
         Outgoing(
@@ -153,7 +165,7 @@ async def post_card(
             purpose=Purpose.CARD,
             method="sendMessage",
             params={
-                "text": cards.card_text(ticket, customer) + postscript,
+                "text": cards.card_text(ticket, customer, assignee, previous) + postscript,
                 "parse_mode": "HTML",
                 "reply_markup": {"inline_keyboard": cards.card_buttons(ticket)},
             },
@@ -310,50 +322,6 @@ async def say(
             priority=PRIORITY_NOTICE,
         ),
     )
-
-
-async def close_ticket(db: Conn, settings: Settings, ticket: Ticket, actor_id: int) -> bool:
-    """Close a ticket: card, topic and customer are told. False if it was closed already."""
-    if not ticket.is_open:
-        return False
-    await tickets.set_status(db, ticket.id, Status.CLOSED, actor_id)
-    closed = await tickets.get_ticket(db, ticket.id)
-    customer = await tickets.get_customer(db, ticket.customer_id)
-    assert closed is not None
-    assert customer is not None
-    await outbox.supersede(db, ticket.id, Purpose.CARD_EDIT)  # only the latest card matters
-    await outbox.enqueue(
-        db,
-        Outgoing(
-            key=keys.ticket_closed(closed.id, closed.closed_at, "card"),
-            purpose=Purpose.CARD_EDIT,
-            method="editMessageText",
-            params={
-                "text": cards.card_text(closed, customer),
-                "parse_mode": "HTML",
-                "reply_markup": {"inline_keyboard": []},
-            },
-            edits_card=True,
-            chat_id=closed.group_chat_id,
-            ticket_id=closed.id,
-            priority=PRIORITY_CARD,
-        ),
-    )
-    await notify_customer(
-        db,
-        closed,
-        render(settings.texts.ticket_closed, ticket=closed.id),
-        key=keys.ticket_closed(closed.id, closed.closed_at, "customer"),
-    )
-    await topic_action(
-        db,
-        closed,
-        Purpose.TOPIC_CLOSE,
-        keys.ticket_closed(closed.id, closed.closed_at, "topic"),
-        PRIORITY_CARD,
-    )
-    log.info("ticket closed", ticket_id=ticket.id, actor_id=actor_id)
-    return True
 
 
 # The Bot API call of each action on a ticket's topic.

@@ -54,9 +54,12 @@ async def wait_for_bot_text(
     )
 
 
-async def open_ticket(telegram: FakeTelegram, user_id: int, first_words: str = "Hello") -> int:
-    """Take a customer through the default form; return the ticket's topic id."""
-    telegram.send_private(user_id, first_words)
+async def open_ticket(
+    telegram: FakeTelegram, user_id: int, first_words: str = "Hello", date: int | None = None
+) -> int:
+    """Take a customer through the default form; return the ticket's topic id. `date` is
+    Telegram's date on the first words (the ticket's receipt time)."""
+    telegram.send_private(user_id, first_words, date=date)
     question = await wait_for_bot_text(telegram, user_id, "What is your question about?")
     telegram.press_button(user_id, user_id, question["message_id"], buttons(question)["Billing"])
     await wait_for_bot_text(telegram, user_id, "describe the problem")

@@ -202,6 +202,7 @@ def a_ticket(answers: tuple[Answer, ...], closed_at: str | None = None) -> Ticke
         priority=Priority.NORMAL,
         assignee_id=None,
         subject="Billing",
+        topic_name=None,
         answers=answers,
         group_chat_id=-1001234567890,
         thread_id=7,
@@ -260,7 +261,7 @@ def test_a_closed_tickets_card_says_when_it_closed() -> None:
 
     card = card_text(ticket, customer)
 
-    assert "⚪ closed" in card
+    assert "🔒 closed" in card
     assert "Closed: 2025-03-02 08:05 UTC" in card
     assert "(@" not in card
     assert "Language:" not in card

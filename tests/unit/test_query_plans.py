@@ -106,7 +106,7 @@ BIG_DESK = [
     ("ticket_events", "ticket_events_by_ticket", "197389 2 1"),
     ("tickets", None, "100000"),
     ("tickets", "tickets_by_topic", "100000 100000 1"),
-    ("tickets", "tickets_one_active_per_customer", "3000 1"),
+    ("tickets", "tickets_active_by_customer", "3000 1 1"),
     ("tickets", "tickets_active_with_topic", "3000 1"),
     ("tickets", "tickets_unanswered", "300 1"),
     ("tickets", "tickets_by_assignee", "3000 300 1"),
