@@ -1,4 +1,4 @@
-"""The `topicdesk` command: run, migrate, check, dlq, updates, backup.
+"""The `topicdesk` command: run, migrate, check, dlq, updates, backup, demo, playground.
 
 Heavy imports (aiogram) happen inside the commands that talk to Telegram, so
 `topicdesk migrate` stays light.
@@ -93,6 +93,48 @@ def _parser() -> argparse.ArgumentParser:
     )
     backup.add_argument("path", type=Path, metavar="PATH", help="where to write the copy")
     backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    demo = commands.add_parser(
+        "demo",
+        help="watch the desk serve three customers on an embedded Telegram (no token needed)",
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="pace the story X times faster (2 halves the pauses; default 1)",
+    )
+    demo.add_argument(
+        "--fast", action="store_true", help="no pauses at all (the story as fast as it can go)"
+    )
+    demo.add_argument(
+        "--keep",
+        type=Path,
+        metavar="PATH",
+        help="keep the desk's database at PATH (a new file) to inspect it afterwards",
+    )
+    demo.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the transcript (default: auto, on a terminal)",
+    )
+    playground = commands.add_parser(
+        "playground",
+        help="try the desk in your browser: customers and agents on an embedded Telegram",
+    )
+    playground.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
+    )
+    playground.add_argument(
+        "--no-browser", action="store_true", help="print the address, do not open a browser"
+    )
+    playground.add_argument(
+        "--keep",
+        type=Path,
+        metavar="PATH",
+        help="keep the desk's database at PATH (a new file) to inspect it afterwards",
+    )
     commands.add_parser(
         "check",
         parents=[common],
@@ -110,6 +152,9 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
+    if args.command in {"demo", "playground"}:
+        # On the embedded Telegram: no config file, no token, no environment read.
+        return _sandbox(args)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -134,6 +179,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MigrationError, DatabaseFileError) as exc:
         get_logger(__name__).error("cannot go on", reason=str(exc))
         return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    if args.keep is not None and (args.keep.exists() or marker_path(args.keep).exists()):
+        return _fail(f"{args.keep}: already exists; --keep needs a new file")
+    try:
+        if args.command == "demo":
+            from bot.demo import run_demo  # noqa: PLC0415 - aiogram, only when asked
+
+            return run_demo(args)
+        from bot.playground import run_playground  # noqa: PLC0415
+
+        return run_playground(args)
     except KeyboardInterrupt:
         return 130
 

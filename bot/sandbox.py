@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import structlog
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from bot.config import Settings
@@ -131,6 +133,7 @@ class Sandbox:
         self.database = database if database is not None else self._workdir / "desk.db"
         self._log = log
         self._own_log: IO[str] | None = None
+        self._saved_logging: tuple[list[logging.Handler], int, dict[str, Any]] | None = None
         self._overrides = overrides
         self.settings: Settings | None = None
         self.daemon: Daemon | None = None
@@ -165,7 +168,10 @@ class Sandbox:
         self.settings = sandbox_settings(
             telegram.base_url, self.database, scale=self.scale, overrides=self._overrides
         )
-        # The desk's log goes where the caller says (a file, by default nowhere visible).
+        # The desk's log goes where the caller says (a file, by default nowhere visible);
+        # whatever logging was set up before comes back in stop().
+        root = logging.getLogger()
+        self._saved_logging = (list(root.handlers), root.level, structlog.get_config())
         configure_logging(
             self.settings.logging.level,
             "json",
@@ -193,20 +199,35 @@ class Sandbox:
 
     async def stop(self) -> None:
         """Stop the desk (finishing the sends in flight), then the embedded Telegram."""
-        if self.daemon is not None and self._task is not None:
-            self.daemon.stop()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), 15)
-            if not self._task.done():
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self.daemon = self._task = None
-        await self.telegram.stop()
-        if self._own_log is not None:
-            self._own_log.close()
-            self._own_log = None
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        try:
+            if self.daemon is not None and self._task is not None:
+                self.daemon.stop()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._task), 15)
+                if not self._task.done():
+                    self._task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._task
+                self.daemon = self._task = None
+        finally:
+            # Also when the desk's task ended in an error (it could not start, say), which
+            # the wait above raises: the embedded Telegram, the log and the folder go too.
+            await self.telegram.stop()
+            self._restore_logging()
+            if self._own_log is not None:
+                self._own_log.close()
+                self._own_log = None
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def _restore_logging(self) -> None:
+        if self._saved_logging is None:
+            return
+        handlers, level, structlog_config = self._saved_logging
+        root = logging.getLogger()
+        root.handlers = handlers
+        root.setLevel(level)
+        structlog.configure(**structlog_config)
+        self._saved_logging = None
 
     async def outbox_depth(self) -> int:
         """How many outgoing calls still wait in the desk's outbox."""
