@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import Dispatcher
 
 from bot.config import Settings
-from bot.handlers import agents, card, customer
+from bot.handlers import agents, assignment, canned, card, customer, mirror, notes
 from bot.metrics import Metrics
 from bot.middlewares.tickets import TicketContext
 from bot.services.agents import AgentDirectory
@@ -38,6 +38,10 @@ def create_dispatcher(
     dispatcher.callback_query.middleware(tickets)
     dispatcher.include_router(customer.create_router())
     dispatcher.include_router(card.create_router(settings))
+    dispatcher.include_router(assignment.create_router(settings))
+    dispatcher.include_router(notes.create_router(settings))
+    dispatcher.include_router(canned.create_router(settings))
     dispatcher.include_router(agents.create_router(settings))
+    dispatcher.include_router(mirror.create_router(settings))
     dispatcher.include_router(card.create_fallback_router())
     return dispatcher

@@ -1,4 +1,5 @@
-"""The `topicdesk` command: run, migrate, check, dlq, updates, backup, demo, playground.
+"""The `topicdesk` command: run, migrate, check, dlq, updates, backup, export, forget, demo,
+playground.
 
 Heavy imports (aiogram) happen inside the commands that talk to Telegram, so
 `topicdesk migrate` stays light.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.data_commands import add_commands, export_command, forget_command
 from bot.logs import configure_logging, get_logger, redactor
 from storage import deadletters, quarantine, tickets
 from storage.backup import BackupError, backup
@@ -93,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     backup.add_argument("path", type=Path, metavar="PATH", help="where to write the copy")
     backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    add_commands(commands, common)  # export, forget
     demo = commands.add_parser(
         "demo",
         help="watch the desk serve three customers on an embedded Telegram (no token needed)",
@@ -173,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_offline(settings, dead_letter_command, args))
         if args.command == "updates":
             return asyncio.run(_offline(settings, quarantine_command, args))
+        if args.command == "export":
+            return asyncio.run(_offline(settings, export_command, args))
+        if args.command == "forget":
+            return asyncio.run(_offline(settings, forget_command, args))
         if args.command == "check":
             return asyncio.run(_check(settings))
         return _run(settings, new_database=args.new_database)

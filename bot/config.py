@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -37,8 +39,11 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from bot.services import hours as business_hours
+from bot.services import sla as escalation
 from bot.telegram_text import html_to_entities
 from storage import redact
+from storage.tickets import Priority
 
 ENV_PREFIX = "TOPICDESK_"
 ENV_CONFIG = "TOPICDESK_CONFIG"
@@ -370,12 +375,182 @@ class TicketsSettings(_Section):
     # A customer writing after their ticket was closed: a new ticket (with a link to
     # the old topic on its card), or the old one reopened.
     after_closed: Literal["new_ticket", "reopen"] = "new_ticket"
+    # "reopen" reopens the last closed ticket only if it was closed within this many
+    # days (0: whatever its age); an older one is followed by a new ticket.
+    reopen_within_days: int = Field(default=7, ge=0)
     # /new from a customer with an active ticket: close it first, or keep it (the new
     # ticket is then where their messages go).
     new_closes_current: bool = True
     # Ask for a 1-5 rating when a ticket is resolved or closed, then an optional comment.
     csat: bool = True
     csat_comment: bool = True
+
+
+# --- Business hours and the escalation policy (bot.services.hours, bot.services.sla) ---
+
+
+def _day_name(value: Any) -> Any:
+    """ "Mon", "monday" → "mon"; ValueError in one sentence for what is not a day."""
+    if isinstance(value, str):
+        return business_hours.DAY_NAMES[business_hours.day_index(value)]
+    return value
+
+
+def _holiday(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date: write it like 2025-12-25") from None
+    return value
+
+
+DayName = Annotated[business_hours.DayName, BeforeValidator(_day_name)]
+
+
+class HoursSettings(_Section):
+    """When the desk is open. The default, every hour of every day, changes nothing."""
+
+    # A tz database name; times are stored in UTC and shown to people in this zone.
+    time_zone: str = "UTC"
+    # The days the desk works, and its hours on each of them.
+    weekdays: list[DayName] = Field(default_factory=lambda: list(business_hours.DAY_NAMES))
+    open: str = business_hours.ALL_DAY
+    # Other hours for some days, in or out of `weekdays` ("closed" for none).
+    days: dict[DayName, str] = Field(default_factory=dict)
+    # Whole days closed, in the desk's time zone.
+    holidays: list[Annotated[date, BeforeValidator(_holiday)]] = Field(default_factory=list)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _check_time_zone(cls, value: str) -> str:
+        return business_hours.zone(value).key
+
+    @field_validator("open")
+    @classmethod
+    def _check_open(cls, value: str) -> str:
+        business_hours.parse_ranges(value)
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _check_days(cls, value: dict[str, str]) -> dict[str, str]:
+        for day, text in value.items():
+            try:
+                business_hours.parse_ranges(text)
+            except ValueError as exc:
+                raise ValueError(f"{day}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _open_sometimes(self) -> HoursSettings:
+        try:
+            self.business_hours()
+        except ValueError:
+            raise ValueError(
+                "has no opening hours: give hours.open some hours on at least one of "
+                "hours.weekdays, or leave [hours] out to be always open"
+            ) from None
+        return self
+
+    def business_hours(self) -> business_hours.BusinessHours:
+        """The desk's opening hours, to compute with."""
+        return business_hours.BusinessHours.weekly(
+            self.time_zone,
+            self.weekdays,
+            self.open,
+            {str(day): text for day, text in self.days.items()},
+            self.holidays,
+        )
+
+
+def _sla_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return escalation.parse_duration(value)
+    if value is None or isinstance(value, timedelta):
+        return value
+    raise ValueError('must be a duration written as text, such as "15m", "4h" or "1d", or "off"')
+
+
+def _grace(value: Any) -> Any:
+    value = _sla_duration(value)
+    return timedelta() if value is None else value  # "off": no grace
+
+
+SlaDuration = Annotated[timedelta | None, BeforeValidator(_sla_duration)]
+Grace = Annotated[timedelta, BeforeValidator(_grace)]
+
+
+class SlaTargetSettings(_Section):
+    """One priority's targets ([sla.high] and so on); a key left out is the [sla] one."""
+
+    first_response: SlaDuration = None  # "off" (None): no target
+    resolution: SlaDuration = None
+    warn_at: float | None = Field(default=None, ge=0, lt=1)
+    grace: Grace | None = None
+    business_hours_only: bool | None = None
+
+
+def _default_target(priority: Priority) -> SlaTargetSettings:
+    first_response, resolution = escalation.DEFAULT_TARGETS[priority]
+    return SlaTargetSettings(first_response=first_response, resolution=resolution)
+
+
+class SlaSettings(_Section):
+    """The escalation policy on first response and resolution times, per priority."""
+
+    # Off by default: an existing desk gets no warnings or breaches until it asks.
+    enabled: bool = False
+    # Warn at this share of a target (0: never warn); breach at the target plus the grace.
+    warn_at: float = Field(default=escalation.DEFAULT_WARN_AT, ge=0, lt=1)
+    grace: Grace = Field(default=escalation.DEFAULT_GRACE, validate_default=True)
+    business_hours_only: bool = False
+    # On a breach, raise the ticket's priority one step (low → normal → high → urgent).
+    raise_priority: bool = False
+    # Mentioned on a breach when the ticket has no assignee (those on duty); empty: the admins.
+    leads: list[int] = Field(default_factory=list)
+    # Each priority's targets (escalation.DEFAULT_TARGETS unless its table names them).
+    low: SlaTargetSettings = _default_target(Priority.LOW)
+    normal: SlaTargetSettings = _default_target(Priority.NORMAL)
+    high: SlaTargetSettings = _default_target(Priority.HIGH)
+    urgent: SlaTargetSettings = _default_target(Priority.URGENT)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_targets(cls, data: Any) -> Any:
+        # A priority's table may name one target; the other keeps its default.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for priority, (first_response, resolution) in escalation.DEFAULT_TARGETS.items():
+            given = data.get(priority.value, {})
+            if isinstance(given, BaseModel):
+                continue
+            if isinstance(given, dict):
+                data[priority.value] = {
+                    "first_response": first_response,
+                    "resolution": resolution,
+                    **given,
+                }
+        return data
+
+    def policy(self) -> escalation.SlaPolicy:
+        """The policy to compute with, each priority's keys completed from [sla]'s."""
+        targets = {}
+        for priority in escalation.PRIORITY_ORDER:
+            table: SlaTargetSettings = getattr(self, priority.value)
+            targets[priority] = escalation.Target(
+                first_response=table.first_response,
+                resolution=table.resolution,
+                warn_at=self.warn_at if table.warn_at is None else table.warn_at,
+                grace=self.grace if table.grace is None else table.grace,
+                business_hours_only=(
+                    self.business_hours_only
+                    if table.business_hours_only is None
+                    else table.business_hours_only
+                ),
+            )
+        return escalation.SlaPolicy(targets, enabled=self.enabled)
 
 
 def _check_canned(value: dict[str, str]) -> dict[str, str]:
@@ -404,6 +579,11 @@ class TextsSettings(_Section):
         "Thank you! Your ticket #{ticket} is open. An agent will answer here; "
         "write anything else you want us to know."
     )
+    # Sent after ticket_created when the ticket opens outside [hours]; {when}: when the
+    # desk opens again, in its time zone (e.g. "Mon 09:00 CET").
+    out_of_office: str = (
+        "We are away right now. We open again on {when}, and an agent will answer you then."
+    )
     cancelled: str = "Okay, the form is cancelled. Write to us any time to start again."
     nothing_to_cancel: str = "There is nothing to cancel."
     unsupported: str = (
@@ -420,10 +600,37 @@ class TextsSettings(_Section):
         "This file is too large to pass on ({size} MB; the limit is {limit} MB). "
         "Please send a smaller file or a link."
     )
+    # Customer commands. /status lists tickets with one line each: `status_line` with
+    # {ticket}, {subject} and {status}, one of the status_* texts ({when}: a date).
+    status_header: str = "Your tickets:"
+    status_line: str = "#{ticket} · {subject} · {status}"
+    status_open: str = "open since {when}, an agent will answer"
+    status_pending: str = "answered, waiting for your reply"
+    status_resolved: str = "resolved on {when}"
+    status_closed: str = "closed on {when}"
+    no_tickets: str = "You have no tickets yet. Write to us to open one."
+    nothing_to_close: str = "You have no open ticket to close."
+    new_closes_current: str = "Your ticket #{ticket} is closed. Let's open a new one."
+    new_keeps_current: str = (
+        "Your ticket #{ticket} stays open. Let's open a new one: once it is open, "
+        "your messages go to the new ticket."
+    )
+    ticket_reopened: str = "Your ticket #{ticket} is open again; an agent will answer here."
+    # CSAT: the rating prompt (1-5 buttons), the score chosen, the optional comment.
+    csat_prompt: str = (
+        "How did we do with ticket #{ticket}? Please rate it from 1 (poor) to 5 (excellent)."
+    )
+    csat_rated: str = "You rated ticket #{ticket} {score}/5. Thank you!"
+    csat_comment_prompt: str = (
+        "Would you like to tell us more? Write a comment here, or press Skip."
+    )
+    csat_thanks: str = "Thank you for your feedback! If you need anything else, just write here."
+    csat_refused: str = "This rating cannot be taken."  # a button's answer: plain text
 
     @field_validator(
         "greeting",
         "ticket_created",
+        "out_of_office",
         "cancelled",
         "nothing_to_cancel",
         "unsupported",
@@ -431,6 +638,21 @@ class TextsSettings(_Section):
         "ticket_resolved",
         "not_delivered_to_agents",
         "file_too_large",
+        "status_header",
+        "status_line",
+        "status_open",
+        "status_pending",
+        "status_resolved",
+        "status_closed",
+        "no_tickets",
+        "nothing_to_close",
+        "new_closes_current",
+        "new_keeps_current",
+        "ticket_reopened",
+        "csat_prompt",
+        "csat_rated",
+        "csat_comment_prompt",
+        "csat_thanks",
     )
     @classmethod
     def _html(cls, value: str) -> str:
@@ -457,6 +679,8 @@ class Settings(BaseSettings):
     texts: TextsSettings = TextsSettings()
     agents: AgentsSettings = AgentsSettings()
     tickets: TicketsSettings = TicketsSettings()
+    hours: HoursSettings = HoursSettings()
+    sla: SlaSettings = SlaSettings()
     # Canned responses seeded into the database at start: name = "Telegram HTML text",
     # with {customer_name}, {ticket_id} and {agent_name}. Admins add more with /canned_add.
     canned: dict[str, str] = Field(default_factory=dict)

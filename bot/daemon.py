@@ -23,6 +23,8 @@ from bot.housekeeping import Housekeeper
 from bot.ingest import Poller, TokenRejectedError
 from bot.metrics import Metrics
 from bot.preflight import TOKEN_REJECTED, StartupError, make_bot, prepare
+from bot.services.canned import seed_from_config as seed_canned_responses
+from bot.services.escalation import Clock, Escalator, system_clock
 from bot.services.outcomes import DeskOutcomes
 from bot.services.quarantine import DeskQuarantine
 from storage.db import Database
@@ -35,18 +37,39 @@ READY_STATUS = "Polling Telegram for updates and delivering the outbox"
 STOPPING_STATUS = "Stopping: finishing the update in hand and the sends in flight"
 
 
+# The command menus Telegram shows: customers in private, agents in the support group.
+CUSTOMER_COMMANDS = (
+    ("start", "Open a support ticket"),
+    ("new", "Open a new ticket"),
+    ("status", "Your tickets and where each stands"),
+    ("close", "Close your open ticket"),
+    ("cancel", "Leave the form"),
+)
+AGENT_COMMANDS = (
+    ("close", "Close this topic's ticket"),
+    ("assign", "Assign this ticket: /assign @agent, or reply to their message"),
+    ("unassign", "Assign this ticket to nobody"),
+    ("note", "Keep an internal note (or start a message with //)"),
+    ("canned", "List canned responses, or send one: /canned name"),
+    ("history", "This ticket's history"),
+    ("queue", "Tickets nobody has answered yet, longest waiting first"),
+    ("mine", "Your active tickets"),
+    ("onduty", "Go on duty: new tickets can be assigned to you"),
+    ("offduty", "Go off duty: no new tickets for you"),
+    ("canned_add", "Admins: add or replace a canned response"),
+    ("canned_del", "Admins: delete a canned response"),
+)
+
+
 async def publish_commands(bot: Bot, settings: Settings) -> None:
     """Show the commands in Telegram's menu; a failure here stops nothing."""
     try:
         await bot.set_my_commands(
-            [
-                BotCommand(command="start", description="Open a support ticket"),
-                BotCommand(command="cancel", description="Leave the form"),
-            ],
+            [BotCommand(command=name, description=text) for name, text in CUSTOMER_COMMANDS],
             scope=BotCommandScopeAllPrivateChats(),
         )
         await bot.set_my_commands(
-            [BotCommand(command="close", description="Close this topic's ticket")],
+            [BotCommand(command=name, description=text) for name, text in AGENT_COMMANDS],
             scope=BotCommandScopeChat(chat_id=settings.support.group_id),
         )
     except TelegramAPIError as exc:
@@ -65,8 +88,12 @@ async def tell_admins_directly(bot: Bot, settings: Settings, text: str) -> None:
 class Daemon:
     """TopicDesk running: the poller feeding handlers, the sender draining the outbox."""
 
-    def __init__(self, settings: Settings, *, new_database: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, new_database: bool = False, clock: Clock = system_clock
+    ) -> None:
         self.settings = settings
+        # What the escalation scheduler takes for now (tests move it).
+        self.clock = clock
         # Start over with an empty database although its marker says one existed.
         self.new_database = new_database
         self.metrics = Metrics()
@@ -74,6 +101,7 @@ class Daemon:
         self.sender: Sender | None = None
         self.database: Database | None = None  # open while run() runs
         self.housekeeper: Housekeeper | None = None
+        self.escalator: Escalator | None = None
         self.health: HealthServer | None = None
         self._stop_requested = False
         self._stopping_announced = False
@@ -109,6 +137,7 @@ class Daemon:
             database = self.database = await Database.open(settings.storage.path)
             resources.callback(log.info, "stopped")
             resources.push_async_callback(database.close)
+            await seed_canned_responses(database, settings)
             bot = make_bot(settings)
             resources.push_async_callback(bot.session.close)
             resources.push_async_callback(self._stop_operations)
@@ -156,7 +185,8 @@ class Daemon:
             await resources.aclose()
 
     async def _start_operations(self, bot: Bot, database: Database, sender: Sender) -> None:
-        """The housekeeper, and the health endpoint if health.listen is set."""
+        """The housekeeper, the escalation scheduler, and the health endpoint if
+        health.listen is set."""
         settings = self.settings
         if settings.health.listen:
             self.health = HealthServer(
@@ -180,9 +210,15 @@ class Daemon:
             wake=sender.wake,
         )
         self.housekeeper.start()
+        self.escalator = Escalator(database, settings, self.metrics, clock=self.clock)
+        self.escalator.start()
 
     async def _stop_operations(self) -> None:
-        """Stop the housekeeper and the health endpoint (before the database closes)."""
+        """Stop the housekeeper, the escalation scheduler and the health endpoint (before
+        the database closes)."""
+        if self.escalator is not None:
+            await self.escalator.stop()
+            self.escalator = None
         if self.housekeeper is not None:
             await self.housekeeper.stop()
             self.housekeeper = None

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 log = structlog.stdlib.get_logger(__name__)
 
 FIRST_RESPONSE_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
+# Resolution: a quarter of an hour to two weeks.
+RESOLUTION_BUCKETS = (900, 3600, 7200, 14400, 28800, 86400, 172800, 259200, 604800, 1209600)
 
 
 class Metrics:
@@ -48,6 +50,18 @@ class Metrics:
             "topicdesk_first_response_seconds",
             "From the customer's first message to the first agent reply",
             buckets=FIRST_RESPONSE_BUCKETS,
+            registry=r,
+        )
+        self.resolution = Histogram(
+            "topicdesk_resolution_seconds",
+            "From the customer's first message to the ticket's resolution (or closing)",
+            buckets=RESOLUTION_BUCKETS,
+            registry=r,
+        )
+        self.sla_events = Counter(
+            "topicdesk_sla_events",
+            "SLA warnings and breaches recorded, by clock (first_response, resolution) and stage",
+            ["clock", "stage"],
             registry=r,
         )
         self.poll_age = Gauge(

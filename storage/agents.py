@@ -70,6 +70,12 @@ async def all_agents(db: Conn) -> list[Agent]:
     return [_agent(row) for row in rows]
 
 
+async def on_duty(db: Conn) -> list[Agent]:
+    """The agents on duty now, by user id (the table holds the desk's people, a few rows)."""
+    rows = await db.fetchall("SELECT * FROM agents WHERE on_duty = 1 ORDER BY user_id")
+    return [_agent(row) for row in rows]
+
+
 async def set_duty(db: Conn, user_id: int, on_duty: bool) -> bool:
     """Put an agent on or off duty; False if they already were."""
     changed = await db.execute_count(

@@ -37,6 +37,12 @@ def ticket_change(ticket_id: int, event_id: int, part: str) -> str:
     return f"ticket:{ticket_id}:change:{event_id}:{part}"
 
 
+def csat(ticket_id: int, cause: str, part: str) -> str:
+    """A row of a ticket's rating: `cause` is the button press or the comment's message
+    that caused it; `part` the prompt's edit, the comment prompt, the card, the note."""
+    return f"ticket:{ticket_id}:csat:{cause}:{part}"
+
+
 def first_response(ticket_id: int) -> str:
     """The card showing when the first answer reached the customer (it happens once)."""
     return f"ticket:{ticket_id}:answered"
@@ -78,6 +84,12 @@ def reply_to(kind: str, chat_id: int, message_id: int) -> str:
     return f"{kind}:{chat_id}:{message_id}"
 
 
+def outsider_in_group(chat_id: int, user_id: int) -> str:
+    """The one note telling someone who is not an agent that the group's commands are
+    for agents (outside a ticket's topic)."""
+    return f"group:{chat_id}:outsider:{user_id}"
+
+
 def part(key: str, name: str) -> str:
     """One of several rows caused by the same change (a greeting and the first question)."""
     return f"{key}:{name}"
@@ -116,3 +128,43 @@ def quarantine_report(error_kind: str, admin_id: int | None = None) -> str:
     """The admins are told once per kind of error (the kv marker without an admin)."""
     key = f"quarantine:reported:{error_kind}"
     return key if admin_id is None else f"{key}:{admin_id}"
+
+
+def note(chat_id: int, message_id: int, part: str) -> str:
+    """A row caused by an agent's internal note (message `message_id`): its `mark`
+    (the bot's reaction on it), or a `usage` hint for an empty /note."""
+    return f"note:{chat_id}:{message_id}:{part}"
+
+
+def canned(chat_id: int, message_id: int, part: str) -> str:
+    """A row caused by an agent's /canned command (message `message_id`): the `reply`
+    to the customer, the `mark` on the command."""
+    return f"canned:{chat_id}:{message_id}:{part}"
+
+
+def edit(chat_id: int, message_id: int, edit_date: int, version: str) -> str:
+    """An edit of relayed message `message_id` carried to its copy; `version` (a digest of
+    the new text) tells apart two edits Telegram stamped with the same second."""
+    return f"edit:{chat_id}:{message_id}:{edit_date}:{version}"
+
+
+def reaction(chat_id: int, message_id: int, user_id: int, date: int, emoji: str) -> str:
+    """A reaction by `user_id` on the relayed copy `message_id`, mirrored on its original
+    (`emoji` empty: the reaction was removed)."""
+    return f"reaction:{chat_id}:{message_id}:{user_id}:{date}:{emoji or '-'}"
+
+
+def sla_alert(ticket_id: int, event_id: int, part: str) -> str:
+    """A post of an SLA warning or breach (history event `event_id`): in the `topic`,
+    in `general`."""
+    return f"ticket:{ticket_id}:sla:{event_id}:{part}"
+
+
+def sla_summary(stamp: str) -> str:
+    """The line in General that sums up the SLA alerts not posted one by one."""
+    return f"sla:summary:{stamp}"
+
+
+def out_of_office(ticket_id: int) -> str:
+    """The note to a customer whose ticket opened while the desk was closed."""
+    return f"ticket:{ticket_id}:away"

@@ -132,3 +132,52 @@ async def has_reply_to_customer(db: Conn, ticket_id: int) -> bool:
         (ticket_id,),
     )
     return found is not None
+
+
+async def by_source(db: Conn, chat_id: int, message_id: int) -> RelayedMessage | None:
+    """The relay link of an original message (a customer's or an agent's), if it was relayed."""
+    row = await db.fetchone(
+        "SELECT * FROM messages WHERE source_chat_id = ? AND source_message_id = ?",
+        (chat_id, message_id),
+    )
+    return None if row is None else _message(row)
+
+
+async def by_target(db: Conn, chat_id: int, message_id: int) -> RelayedMessage | None:
+    """The relay link whose delivered copy is `message_id` in `chat_id`, if it is one."""
+    row = await db.fetchone(
+        "SELECT * FROM messages WHERE target_chat_id = ? AND target_message_id = ? LIMIT 1",
+        (chat_id, message_id),
+    )
+    return None if row is None else _message(row)
+
+
+async def set_text(db: Conn, message_id: int, text: str | None) -> None:
+    """Keep the latest text (or caption) of a relayed message after its sender edited it."""
+    await db.execute("UPDATE messages SET text = ? WHERE id = ?", (text, message_id))
+
+
+async def unsent_copy(db: Conn, link: RelayedMessage) -> tuple[str, int] | None:
+    """The state and attempts of the outbox row that is to copy this message (its relay, or
+    its album's), while it is unsent; None once it went out or was given up."""
+    row = await db.fetchone(
+        """
+        SELECT state, attempts FROM outbox
+        WHERE ticket_id = ? AND state IN ('pending', 'sending')
+          AND ((purpose = 'relay' AND message_id = ?) OR (purpose = 'album' AND album_id = ?))
+        LIMIT 1
+        """,
+        (link.ticket_id, link.id, link.media_group_id),
+    )
+    return None if row is None else (str(row["state"]), int(row["attempts"]))
+
+
+async def supersede(db: Conn, link: RelayedMessage, purpose: str) -> int:
+    """Drop the unsent rows of `purpose` (an edit, a reaction) for one relayed message that
+    a newer one replaces; a row already under way is left to finish."""
+    return await db.execute_count(
+        # The state IN (...) term lets SQLite use the partial index on unsent rows.
+        "DELETE FROM outbox WHERE ticket_id = ? AND purpose = ? AND message_id = ?"
+        " AND state IN ('pending', 'sending') AND state = 'pending' AND attempts = 0",
+        (link.ticket_id, purpose, link.id),
+    )

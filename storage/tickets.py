@@ -304,6 +304,34 @@ async def record_first_response(db: Conn, ticket_id: int, at: str) -> bool:
     return changed > 0
 
 
+async def unanswered(db: Conn, limit: int) -> list[Ticket]:
+    """Active tickets nobody has answered yet, the longest waiting first (/queue)."""
+    rows = await db.fetchall(
+        "SELECT * FROM tickets WHERE status != 'closed' AND first_response_at IS NULL"
+        " ORDER BY created_at, id LIMIT ?",
+        (limit,),
+    )
+    return [_ticket(row) for row in rows]
+
+
+async def count_unanswered(db: Conn) -> int:
+    """How many active tickets nobody has answered yet."""
+    return int(
+        await db.fetchval(
+            "SELECT COUNT(*) FROM tickets WHERE status != 'closed' AND first_response_at IS NULL"
+        )
+    )
+
+
+async def assigned_to(db: Conn, agent_id: int) -> list[Ticket]:
+    """The active tickets assigned to an agent, oldest first (/mine, handing them on)."""
+    rows = await db.fetchall(
+        "SELECT * FROM tickets WHERE assignee_id = ? AND status != 'closed' ORDER BY id",
+        (agent_id,),
+    )
+    return [_ticket(row) for row in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One change in a ticket's history."""

@@ -13,7 +13,9 @@ listed, as executed. `explain()` gives a statement's EXPLAIN QUERY PLAN (with it
 parameters bound, so partial indexes are judged as the code's statement would be), and
 `full_scans()` the plan lines that read a whole table or a whole index.
 
-`sender_reads()` runs the reads the sender makes on every wake.
+`sender_reads()` runs the reads the sender makes on every wake, `desk_reads()` the
+agents' queue and the desk's pick of an assignee, `stats_reads()` the figures of /stats,
+`sla_reads()` and `sla_writes()` the escalation scheduler's.
 
 `outgoing()` makes outbox rows from plain values.
 
@@ -27,13 +29,14 @@ import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import wraps
 from typing import Any
 
 import aiosqlite
 
+from storage import agents, outbox, sla, stats, tickets
 from storage import db as storage_db
-from storage import outbox
 from storage.db import Database
 
 KINDS = ("SELECT", "UPDATE", "DELETE", "WITH")
@@ -229,6 +232,39 @@ async def sender_reads(db: Any, group_id: int) -> None:
             await outbox.lane_head(db, group_id, after, urgent=urgent)
 
 
+async def desk_reads(db: Any, agent_id: int) -> None:
+    """The agents' reads: /queue (how many wait, the longest waiting), /mine (an agent's
+    active tickets, also read to hand them on), and the desk picking an assignee (the
+    agents on duty and the tickets each holds)."""
+    await tickets.count_unanswered(db)
+    await tickets.unanswered(db, 20)
+    await tickets.assigned_to(db, agent_id)
+    await agents.on_duty(db)
+    await agents.active_counts(db)
+
+
+async def stats_reads(db: Any, now: datetime) -> None:
+    """/stats 30d: the tickets received in the last 30 days, and the agents' names."""
+    await stats.report(db, stats.period("30d", now, "Europe/Berlin"))
+
+
+async def sla_reads(db: Any, now: str) -> None:
+    """The escalation scheduler's reads: the tickets with an event due (tickets_sla_due),
+    a ticket's facts, and at start the tickets whose schedule it recomputes."""
+    await sla.due(db, now, 50)
+    await sla.facts(db, 1)
+    await sla.with_clocks(db)
+
+
+async def sla_writes(db: Any, ticket_id: int, now: str) -> None:
+    """What the escalation writes on a ticket: its next due instant, a stage, a recheck
+    (a priority change), and with the policy off, every due instant cleared."""
+    await sla.set_due(db, ticket_id, now)
+    await sla.set_stage(db, ticket_id, "first_response", "warning")
+    await sla.recheck(db, ticket_id)
+    await sla.clear_all(db)
+
+
 # Plans.
 
 
@@ -299,3 +335,34 @@ def full_scans(plan: Iterable[str], sql: str, partial: set[str]) -> list[Scan]:
             continue
         found.append(Scan(names[match[1].lower()], line.strip()))
     return found
+
+
+# Connections of their own (storage.export, storage.forget).
+
+
+class TracedConnections:
+    """While entered, every sqlite3 connection opened records what it executes (with its
+    parameters inlined) in `statements`: storage.export and storage.forget open their own
+    connections, which StatementLog does not see."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self._original: Any = None
+
+    def __enter__(self) -> TracedConnections:
+        self._original = original = sqlite3.connect
+
+        def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+            conn = original(*args, **kwargs)
+            conn.set_trace_callback(self.statements.append)
+            return conn
+
+        sqlite3.connect = connect
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sqlite3.connect = self._original
+
+    def distinct(self) -> list[str]:
+        """The distinct SELECT, UPDATE and DELETE statements, in order of first run."""
+        return list(dict.fromkeys(sql for sql in self.statements if kind_of(sql) in KINDS))

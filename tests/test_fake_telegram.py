@@ -480,6 +480,168 @@ async def test_edit_message_text(bot: Bot, fake: FakeTelegram) -> None:
         await bot.edit_message_text("x", chat_id=ALICE, message_id=theirs["message_id"])
 
 
+async def test_edits_apply_to_the_bots_copies(bot: Bot, fake: FakeTelegram) -> None:
+    thread = fake.create_topic(GROUP_ID, "Ticket 5")
+    words = fake.send_private(
+        ALICE, "order 4711", entities=[{"type": "bold", "offset": 6, "length": 4}]
+    )
+    photo = fake.send_private(ALICE, kind="photo", caption="my screen")
+    sticker = fake.send_private(ALICE, kind="sticker")
+    text_copy = await bot.copy_message(
+        GROUP_ID, ALICE, words["message_id"], message_thread_id=thread
+    )
+    photo_copy = await bot.copy_message(
+        GROUP_ID, ALICE, photo["message_id"], message_thread_id=thread
+    )
+    sticker_copy = await bot.copy_message(GROUP_ID, ALICE, sticker["message_id"])
+
+    edited = await bot.edit_message_text(
+        "order 4712",
+        chat_id=GROUP_ID,
+        message_id=text_copy.message_id,
+        entities=[{"type": "italic", "offset": 0, "length": 5}],
+    )
+    assert isinstance(edited, Message)
+    assert edited.edit_date is not None
+    stored = fake.message(GROUP_ID, text_copy.message_id)
+    assert stored["text"] == "order 4712"
+    assert stored["entities"] == [{"type": "italic", "offset": 0, "length": 5}]
+
+    recaptioned = await bot.edit_message_caption(
+        chat_id=GROUP_ID,
+        message_id=photo_copy.message_id,
+        caption="my new screen",
+        caption_entities=[{"type": "bold", "offset": 3, "length": 3}],
+    )
+    assert isinstance(recaptioned, Message)
+    assert recaptioned.caption == "my new screen"
+    assert recaptioned.edit_date is not None
+    stored = fake.message(GROUP_ID, photo_copy.message_id)
+    assert stored["caption_entities"] == [{"type": "bold", "offset": 3, "length": 3}]
+    assert len(fake.sent_log) == 5  # three copies, two edits: edits spend the budget too
+
+    with pytest.raises(TelegramBadRequest, match="message is not modified: specified new"):
+        await bot.edit_message_caption(
+            chat_id=GROUP_ID,
+            message_id=photo_copy.message_id,
+            caption="my new screen",
+            caption_entities=[{"type": "bold", "offset": 3, "length": 3}],
+        )
+    await bot.edit_message_caption(chat_id=GROUP_ID, message_id=photo_copy.message_id)
+    assert "caption" not in fake.message(GROUP_ID, photo_copy.message_id)
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_caption(chat_id=GROUP_ID, message_id=photo_copy.message_id)
+
+    with pytest.raises(TelegramBadRequest, match="there is no caption in the message to edit"):
+        await bot.edit_message_caption(
+            chat_id=GROUP_ID, message_id=text_copy.message_id, caption="x"
+        )
+    with pytest.raises(TelegramBadRequest, match="there is no caption in the message to edit"):
+        await bot.edit_message_caption(
+            chat_id=GROUP_ID, message_id=sticker_copy.message_id, caption="x"
+        )
+    with pytest.raises(TelegramBadRequest, match="there is no text in the message to edit"):
+        await bot.edit_message_text("x", chat_id=GROUP_ID, message_id=photo_copy.message_id)
+    with pytest.raises(TelegramBadRequest, match="message can't be edited"):
+        await bot.edit_message_caption(chat_id=ALICE, message_id=photo["message_id"], caption="x")
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await bot.edit_message_caption(chat_id=ALICE, message_id=9999, caption="x")
+    with pytest.raises(TelegramBadRequest, match="message caption is too long"):
+        await bot.edit_message_caption(
+            chat_id=GROUP_ID, message_id=photo_copy.message_id, caption="x" * 1025
+        )
+
+
+async def test_a_user_edits_a_message_and_the_bot_gets_the_whole_of_it(
+    bot: Bot, fake: FakeTelegram
+) -> None:
+    thread = fake.create_topic(GROUP_ID, "Ticket 6", notify=False)
+    words = fake.send_private(ALICE, "helo")
+    photo = fake.send_group(BOB, kind="photo", caption="a screen", thread_id=thread)
+    first = await bot.get_updates(timeout=0)
+
+    fake.edit_message(ALICE, words["message_id"], "hello", entities=[], date=1_700_000_100)
+    fake.edit_message(
+        GROUP_ID,
+        photo["message_id"],
+        caption="the screen",
+        caption_entities=[{"type": "bold", "offset": 4, "length": 6}],
+    )
+    fake.edit_message(GROUP_ID, photo["message_id"], caption="")
+    updates = await bot.get_updates(offset=first[-1].update_id + 1, timeout=0)
+
+    assert [u.event_type for u in updates] == ["edited_message"] * 3
+    private, in_topic, uncaptioned = (u.edited_message for u in updates)
+    assert private is not None
+    assert in_topic is not None
+    assert uncaptioned is not None
+    assert private.text == "hello"
+    assert private.message_id == words["message_id"]
+    assert private.edit_date == 1_700_000_100
+    assert in_topic.caption == "the screen"
+    assert in_topic.caption_entities is not None
+    assert in_topic.caption_entities[0].type == "bold"
+    assert in_topic.is_topic_message
+    assert in_topic.message_thread_id == thread
+    assert in_topic.photo is not None  # the whole message, not just what changed
+    assert uncaptioned.caption is None
+    assert fake.message(ALICE, words["message_id"])["text"] == "hello"
+
+    sticker = fake.send_private(ALICE, kind="sticker")
+    with pytest.raises(ValueError, match="has no text or caption"):
+        fake.edit_message(ALICE, sticker["message_id"], "x")
+    mine = await bot.send_message(ALICE, "from the bot")
+    with pytest.raises(ValueError, match="through the Bot API"):
+        fake.edit_message(ALICE, mine.message_id, "x")
+
+
+async def test_reactions_reach_the_bot_only_where_telegram_sends_them(
+    bot: Bot, fake: FakeTelegram
+) -> None:
+    words = fake.send_private(ALICE, "thanks!")
+    in_group = fake.send_group(BOB, "hi all")
+    confirmed = (await bot.get_updates(timeout=0))[-1].update_id + 1
+
+    # Not asked for (message_reaction is off by default): Telegram makes no update at all.
+    assert fake.react(ALICE, ALICE, words["message_id"], "👍") is None
+    assert await bot.get_updates(offset=confirmed, timeout=0) == []
+
+    await bot.get_updates(offset=confirmed, timeout=0, allowed_updates=["message_reaction"])
+    changed = fake.react(ALICE, ALICE, words["message_id"], "❤", date=1_700_000_200)
+    removed = fake.react(ALICE, ALICE, words["message_id"])
+    custom = fake.react(
+        BOB, GROUP_ID, in_group["message_id"], {"type": "custom_emoji", "custom_emoji_id": "5"}
+    )
+    updates = await bot.get_updates(offset=confirmed, timeout=0)
+
+    assert changed is not None
+    assert removed is not None
+    assert custom is not None
+    assert [u.event_type for u in updates] == ["message_reaction"] * 3
+    first = updates[0].message_reaction
+    assert first is not None
+    assert first.user is not None
+    assert first.user.id == ALICE
+    assert first.chat.id == ALICE
+    assert first.message_id == words["message_id"]
+    assert int(first.date.timestamp()) == 1_700_000_200
+    assert [r.model_dump()["emoji"] for r in first.old_reaction] == ["👍"]
+    assert [r.model_dump()["emoji"] for r in first.new_reaction] == ["❤"]
+    assert removed["old_reaction"] == [{"type": "emoji", "emoji": "❤"}]
+    assert removed["new_reaction"] == []
+    assert custom["new_reaction"] == [{"type": "custom_emoji", "custom_emoji_id": "5"}]
+    assert fake.user_reactions[(GROUP_ID, in_group["message_id"])] == {
+        BOB: [{"type": "custom_emoji", "custom_emoji_id": "5"}]
+    }
+
+    # A bot's reactions make no update, nor do reactions in a group where the bot is not
+    # an administrator.
+    assert fake.react(BOT_ID, ALICE, words["message_id"], "👍") is None
+    fake.groups[GROUP_ID].bot_status = "member"
+    assert fake.react(BOB, GROUP_ID, in_group["message_id"], "👍") is None
+    assert await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0) == []
+
+
 # --------------------------------------------------------------------------------- errors
 
 

@@ -3,9 +3,10 @@
 The real daemon (the poller, the outbox, the sender and its rate limiter, as `topicdesk
 run` has them) runs against the embedded Telegram on 127.0.0.1 with a temporary database
 (`bot.sandbox`): no token, no config file, no network. The story (`script`) has customers
-fill the intake form and agents answer in the topics; the transcript (`transcript`) shows
-each chat as it fills; the summary (`summary`) gives the figures from the embedded
-Telegram's records and the desk's database.
+fill the intake form and agents answer in the topics, take, note, resolve and close the
+tickets, and a customer rate one; the transcript (`transcript`) shows each chat as it
+fills; the summary (`summary`) gives the figures from the embedded Telegram's records and
+the desk's database.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TextIO
 
 from bot.demo.ledger import Ledger
 from bot.demo.script import (
+    CANNED,
     PATIENCE,
     SCENES,
     Pacing,
@@ -54,8 +56,12 @@ SCALE = 10.0
 # milliseconds of each other, so even a slow machine fills a 2 s window and meets the 429.
 FAST_SCALE = 30.0
 # The desk is told that a group takes one send more per window than Telegram allows, so
-# the burst meets Telegram's real 429 and the desk must wait out its retry_after.
-OVERRIDES: Mapping[str, Mapping[str, object]] = {"delivery": {"group_per_window": 21}}
+# the burst meets Telegram's real 429 and the desk must wait out its retry_after; its
+# canned responses are the story's.
+OVERRIDES: Mapping[str, Mapping[str, object]] = {
+    "delivery": {"group_per_window": 21},
+    "canned": CANNED,
+}
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 

@@ -3,6 +3,9 @@ copy of which, when each message arrived, and every 429 with what became of its 
 
 Everything here is read from the fake's own records (its calls, its updates), never from
 what the story meant to happen, so the transcript and the summary show what the desk did.
+The one exception is a message the bot composes for a person's command rather than copies
+(a canned reply): nothing in Telegram ties it to the command, so the story says which
+text it awaits where (`expect`), and the message that has it counts as the command's copy.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ MessageKey = tuple[int, int]
 
 # The calls whose answer names the messages they put into a chat.
 _MADE_ONE = frozenset({"sendMessage", "copyMessage", "sendPhoto", "sendDocument"})
+# The calls that change a message already in a chat (its text, its buttons, a reaction).
+_CHANGED_ONE = frozenset(
+    {"editMessageText", "editMessageCaption", "editMessageReplyMarkup", "setMessageReaction"}
+)
 
 
 @dataclass(slots=True)
@@ -46,15 +53,22 @@ class Ledger:
     """An index over the embedded Telegram's records, brought up to date by refresh()."""
 
     telegram: FakeTelegram
-    #: a copy the bot made -> the message it copied
+    #: a copy the bot made -> the message it copied (or the command it answered: `composed`)
     copies: dict[MessageKey, MessageKey] = field(default_factory=dict)
     #: a message -> the copies the bot made of it
     copied_to: dict[MessageKey, list[MessageKey]] = field(default_factory=dict)
+    #: the "copies" the bot composed for a command (a canned reply), not copied
+    composed: set[MessageKey] = field(default_factory=set)
     #: a message the bot put into a chat -> when the call that put it there arrived
     sent_at: dict[MessageKey, float] = field(default_factory=dict)
     #: a message a person wrote -> when Telegram queued it for the bot
     written_at: dict[MessageKey, float] = field(default_factory=dict)
+    #: a message -> when the bot last edited it or reacted on it
+    changed_at: dict[MessageKey, float] = field(default_factory=dict)
+    #: a button press (its callback query id) -> when the bot answered it
+    answered_at: dict[str, float] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)
+    _expected: list[tuple[MessageKey, int, str]] = field(default_factory=list)
     _calls_read: int = 0
     _updates_read: int = 0
 
@@ -72,6 +86,11 @@ class Ledger:
             self._updates_read += 1
         for update in self.telegram.pending_updates:
             self._read_update(update)
+
+    def expect(self, command: MessageKey, chat_id: int, text: str) -> None:
+        """The bot is to answer `command` by sending `text` (plain, as Telegram shows it) to
+        `chat_id`: the first such message it sends there from now on counts as its copy."""
+        self._expected.append((command, chat_id, text))
 
     def origin(self, chat_id: int, message_id: int) -> MessageKey | None:
         """The message that (chat_id, message_id) is the bot's copy of, if it is one."""
@@ -97,9 +116,17 @@ class Ledger:
             # The same call, accepted at last (after one 429 or several).
             if refusal.call.method == call.method and refusal.call.params == call.params:
                 refusal.resent = call
+        if call.method == "answerCallbackQuery":
+            self.answered_at[str(call.params.get("callback_query_id"))] = call.at
+            return
         chat_id = _int(call.params.get("chat_id"))
         result: Any = call.response.get("result")
         if chat_id is None:
+            return
+        if call.method in _CHANGED_ONE:
+            message_id = _int(call.params.get("message_id"))
+            if message_id is not None:
+                self.changed_at[(chat_id, message_id)] = call.at
             return
         if call.method in _MADE_ONE and isinstance(result, dict):
             made = [_int(result.get("message_id"))]
@@ -109,7 +136,7 @@ class Ledger:
             made = [_int(result.get("message_thread_id"))]  # its forum_topic_created message
         else:
             return
-        sources = _sources(call)
+        sources = _sources(call) or self._composed_for(call, chat_id, result)
         for index, message_id in enumerate(made):
             if message_id is None:
                 continue
@@ -117,6 +144,17 @@ class Ledger:
             if index < len(sources):
                 self.copies[(chat_id, message_id)] = sources[index]
                 self.copied_to.setdefault(sources[index], []).append((chat_id, message_id))
+
+    def _composed_for(self, call: Call, chat_id: int, result: Any) -> list[MessageKey]:
+        """The command a sendMessage answers, if its text is one the story awaits there."""
+        if call.method != "sendMessage" or not isinstance(result, dict):
+            return []
+        for index, (command, to, text) in enumerate(self._expected):
+            if to == chat_id and str(result.get("text", "")).strip() == text.strip():
+                del self._expected[index]
+                self.composed.add((chat_id, int(result["message_id"])))
+                return [command]
+        return []
 
     def _read_update(self, update: dict[str, Any]) -> None:
         message = update.get("message")

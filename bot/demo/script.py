@@ -2,13 +2,16 @@
 
 The story is a list of scenes (`SCENES`), each an async function of a `Story`, which is how
 its people act (a customer writes or presses a button, an agent answers in a topic) and
-how it waits for the desk (a message reaching the other side). A later feature adds its
-scene to the list: assignment, notes, canned answers, rating, stats, SLA warnings.
+how it waits for the desk (a message reaching the other side). The agents work the
+tickets too: Eli takes Bruno's ticket from its card and leaves a note for the team in its
+topic, Dana answers Alice with a canned reply, Eli resolves Bruno's ticket and Bruno rates
+it. A later feature adds its scene to the list: stats, SLA warnings.
 
 The story writes what people do; what the desk does shows in the transcript, which reads
 the embedded Telegram. Whatever a customer or an agent sends that the desk must carry to
-the other side is recorded here (`to_topics`, `to_customers`), and the summary checks each
-one against what arrived.
+the other side is recorded here (`to_topics`, `to_customers`), and so is what must stay
+on its side (`notes`) and what the desk must keep (`ratings`): the summary checks each one
+against what arrived and what the database holds.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from bot.demo.ledger import Ledger
 from bot.demo.transcript import Transcript
 from bot.fake_telegram import GROUP_ID, FakeTelegram
 from bot.sandbox import AGENTS, CUSTOMERS, Person, Sandbox
+from bot.services import canned, csat
+from bot.services.notes import NOTE_MARK
 from bot.services.tickets import render
 from bot.telegram_text import strip_html
 
@@ -36,7 +41,7 @@ CAST: tuple[Person, ...] = (ALICE, BRUNO, CHIARA)
 # any wait the rate limits can impose at the demo's scale (a 429 asks for at most 6 s).
 PATIENCE = 30.0
 # The pause between two steps of a scene at speed 1, in seconds: time to read a line.
-BEAT = 0.55
+BEAT = 0.45
 
 # One more message than the group's 20 a window: sent at once, they make the desk (told
 # the group takes 21) fill a window to 21, and Telegram refuses that send with a 429,
@@ -45,6 +50,17 @@ LOG_LINES: tuple[str, ...] = tuple(
     f"12:04:{2 * n:02d} E/Sync: upload of note {4711 + n} failed: 413 Payload Too Large"
     for n in range(22)
 )
+
+# The desk's canned responses in the demo (the sandbox's config, `[canned]`).
+CANNED: dict[str, str] = {
+    "refund_timing": (
+        "A refund shows on your statement within <b>3 to 5 working days</b> "
+        "(ticket #{ticket_id}). — {agent_name}"
+    ),
+}
+NOTE = "// crash is the known 4.2.1 bug, fix ships today"
+BRUNOS_RATING = 5
+BRUNOS_COMMENT = "Updated to 4.2.2 and it works. Obrigado, Eli!"
 
 JSON = dict[str, Any]
 
@@ -60,10 +76,21 @@ class Relay:
     chat_id: int
     message_id: int
     customer: Person
+    canned: str | None = None  # an agent's /canned command: the canned response's name
 
     @property
     def source(self) -> tuple[int, int]:
         return (self.chat_id, self.message_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """A rating the customer gave their ticket, which the desk must keep."""
+
+    customer: Person
+    ticket: int
+    score: int
+    comment: str | None
 
 
 @dataclass
@@ -93,6 +120,8 @@ class Story:
     patience: float = PATIENCE
     to_topics: list[Relay] = field(default_factory=list)
     to_customers: list[Relay] = field(default_factory=list)
+    notes: list[Relay] = field(default_factory=list)  # must stay in the customer's topic
+    ratings: list[Rating] = field(default_factory=list)
     topics: dict[int, int] = field(default_factory=dict)  # customer -> their topic's thread
     tickets: dict[int, int] = field(default_factory=dict)  # customer -> their ticket number
 
@@ -190,6 +219,36 @@ class Story:
         )
         self.transcript.pressed(customer, customer.user_id, None, button, str(query["id"]))
 
+    async def rates(self, customer: Person, score: int, comment: str | None = None) -> None:
+        """The customer presses `score` on the rating prompt of their ticket (its buttons
+        carry `rate:<ticket>:<score>`), then writes `comment` when asked for one."""
+        number = self.tickets[customer.user_id]
+        data = csat.button_data(number, score)
+        found: list[tuple[JSON, str]] = []
+
+        def offered() -> bool:
+            found[:] = [
+                (m, label)
+                for m in self._since_they_spoke(customer)
+                for label in _labels(m)
+                if _button(m, label) == data
+            ]
+            return bool(found)
+
+        await self.until(offered, f"the bot asking {customer.first_name} for a rating")
+        message, label = found[-1]
+        query = self.telegram.press_button(
+            customer.user_id, customer.user_id, int(message["message_id"]), data
+        )
+        self.transcript.pressed(customer, customer.user_id, None, label, str(query["id"]))
+        self.ratings.append(Rating(customer, number, score, comment))
+        if comment is None:
+            return
+        await self.told(customer, self.settings.texts.csat_comment_prompt)
+        await self.pause()
+        self.says(customer, comment, relayed=False)  # the rating's comment: on the card
+        await self.told(customer, self.settings.texts.csat_thanks)
+
     async def ticket_opens(self, customer: Person) -> int:
         """Wait for the customer's topic and their confirmation; return the ticket number."""
         marker = f" · {customer.name}"
@@ -232,11 +291,91 @@ class Story:
         self.to_customers.append(Relay(GROUP_ID, int(message["message_id"]), customer))
         return message
 
+    def notes_down(self, agent: Person, customer: Person, text: str) -> JSON:
+        """The agent writes in the customer's topic what must stay there: a note (`text`
+        starts with the note prefix). The desk must not pass it on."""
+        message = self.telegram.send_group(
+            agent.user_id, text, thread_id=self.topics[customer.user_id]
+        )
+        self.notes.append(Relay(GROUP_ID, int(message["message_id"]), customer))
+        return message
+
+    async def marked(self, message_id: int, emoji: str) -> None:
+        """Wait until the bot has reacted with `emoji` on a message in the group."""
+        key = (GROUP_ID, message_id)
+
+        def reacted() -> bool:
+            reactions = self.telegram.bot_reactions.get(key, [])
+            return any(r.get("emoji") == emoji for r in reactions)
+
+        await self.until(reacted, f"the bot's {emoji} on message {message_id} in the group")
+
+    def sends_canned(
+        self, agent: Person, customer: Person, name: str, *, reply_to: int | None = None
+    ) -> JSON:
+        """The agent answers with `/canned name` in the customer's topic: the desk must send
+        the canned text, filled in, to the customer (a message of its own, not a copy)."""
+        message = self.telegram.send_group(
+            agent.user_id,
+            f"/canned {name}",
+            thread_id=self.topics[customer.user_id],
+            reply_to=reply_to,
+        )
+        relay = Relay(GROUP_ID, int(message["message_id"]), customer, canned=name)
+        text = canned.fill(
+            self.settings.canned[name],
+            customer_name=customer.name,
+            ticket_id=self.tickets[customer.user_id],
+            agent_name=agent.name,
+        )
+        self.ledger.expect(relay.source, customer.user_id, strip_html(text))
+        self.to_customers.append(relay)
+        return message
+
     async def reaches_customer(self, customer: Person, message_id: int) -> JSON:
         """Wait until the desk's copy of an agent's message is in the customer's chat."""
         source = (GROUP_ID, message_id)
         what = f"an agent's answer reaching {customer.first_name}"
         return await self._copy_of(source, customer.user_id, None, what)
+
+    async def announced(self, customer: Person, text: str) -> JSON:
+        """Wait until the bot has said `text` (plain) in the customer's topic."""
+        thread_id = self.topics[customer.user_id]
+        found: list[JSON] = []
+
+        def said() -> bool:
+            found[:] = [
+                m
+                for m in self.telegram.bot_messages(GROUP_ID, thread_id)
+                if text in str(m.get("text", ""))
+            ]
+            return bool(found)
+
+        await self.until(said, f"the bot telling {customer.first_name}'s topic “{text[:40]}”")
+        return found[-1]
+
+    async def card_shows(self, customer: Person, text: str) -> None:
+        """Wait until the ticket card (pinned in the customer's topic) says `text`."""
+        thread_id = self.topics[customer.user_id]
+
+        def shown() -> bool:
+            return any(
+                text in str(m.get("text", ""))
+                for m in self.telegram.bot_messages(GROUP_ID, thread_id)
+                if (GROUP_ID, int(m["message_id"])) in self.telegram.pinned
+            )
+
+        await self.until(shown, f"the card in {customer.first_name}'s topic showing “{text}”")
+
+    async def topic_named(self, customer: Person, text: str) -> None:
+        """Wait until the name of the customer's topic has `text` in it."""
+        thread_id = self.topics[customer.user_id]
+
+        def named() -> bool:
+            topic = self.telegram.topics.get(GROUP_ID, {}).get(thread_id)
+            return topic is not None and text in topic.name
+
+        await self.until(named, f"{customer.first_name}'s topic named “…{text}…”")
 
     async def presses_card_button(self, agent: Person, customer: Person, word: str) -> None:
         """The agent presses the button of the ticket card in the customer's topic whose
@@ -357,6 +496,14 @@ async def chiara_writes_in(story: Story) -> None:
     )
 
 
+async def eli_takes_brunos_ticket(story: Story) -> None:
+    await story.presses_card_button(ELI, BRUNO, "Take")
+    await story.announced(BRUNO, f"Assigned to {ELI.name}")
+    await story.card_shows(BRUNO, f"Assignee: {ELI.name}")
+    await story.topic_named(BRUNO, f"→ {ELI.name}")
+    await story.pause()
+
+
 async def agents_answer_in_the_topics(story: Story) -> None:
     alices_first = next(r for r in story.to_topics if r.customer == ALICE)
     await story.reaches_topic(ALICE, alices_first.message_id)  # Dana has read it
@@ -378,6 +525,12 @@ async def bruno_answers_with_an_album(story: Story) -> None:
     await story.pause()
 
 
+async def eli_leaves_a_note(story: Story) -> None:
+    note = story.notes_down(ELI, BRUNO, NOTE)
+    await story.marked(_id(note), NOTE_MARK)
+    await story.pause()
+
+
 async def alice_replies_to_dana(story: Story) -> None:
     danas = next(r for r in story.to_customers if r.customer == ALICE)
     in_her_chat = await story.reaches_customer(ALICE, danas.message_id)
@@ -388,7 +541,7 @@ async def alice_replies_to_dana(story: Story) -> None:
     )
     in_topic = await story.reaches_topic(ALICE, _id(question))
     await story.pause()
-    answer = story.answers(DANA, ALICE, "Yes, within 3 to 5 working days.", reply_to=_id(in_topic))
+    answer = story.sends_canned(DANA, ALICE, "refund_timing", reply_to=_id(in_topic))
     await story.reaches_customer(ALICE, _id(answer))
     await story.pause()
 
@@ -429,6 +582,15 @@ async def dana_closes_alices_ticket(story: Story) -> None:
     await story.pause()
 
 
+async def eli_resolves_brunos_ticket(story: Story) -> None:
+    await story.presses_card_button(ELI, BRUNO, "Resolve")
+    number = story.tickets[BRUNO.user_id]
+    await story.told(BRUNO, render(story.settings.texts.ticket_resolved, ticket=number))
+    await story.pause()
+    await story.rates(BRUNO, BRUNOS_RATING, BRUNOS_COMMENT)
+    await story.pause()
+
+
 async def eli_reads_the_log_and_answers(story: Story) -> None:
     lines = [r for r in story.to_topics if r.customer == CHIARA][-len(LOG_LINES) :]
     await story.until(lambda: all(_copied(story, r) for r in lines), "the whole log in the topic")
@@ -462,11 +624,14 @@ SCENES: tuple[Scene, ...] = (
     Scene("Alice writes in", alice_writes_in),
     Scene("Bruno sends a photo while he fills the form", bruno_sends_a_photo_with_his_form),
     Scene("Chiara writes in", chiara_writes_in),
+    Scene("Eli takes Bruno's ticket from its card", eli_takes_brunos_ticket),
     Scene("The agents answer in the topics", agents_answer_in_the_topics),
     Scene("Bruno answers with an album", bruno_answers_with_an_album),
-    Scene("Alice replies to Dana's message", alice_replies_to_dana),
+    Scene("Eli leaves a note for the team in Bruno's topic", eli_leaves_a_note),
+    Scene("Alice replies to Dana, who answers with a canned reply", alice_replies_to_dana),
     Scene("Chiara pastes her error log, a line a message", chiara_pastes_her_log),
     Scene("Meanwhile, Eli answers Bruno", private_chats_are_not_held_back),
     Scene("Dana closes Alice's ticket from its card", dana_closes_alices_ticket),
+    Scene("Eli resolves Bruno's ticket, and Bruno rates it", eli_resolves_brunos_ticket),
     Scene("Eli reads Chiara's log and answers", eli_reads_the_log_and_answers),
 )

@@ -10,14 +10,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.demo.ledger import Ledger
-from bot.demo.script import Relay, Story
+from bot.demo.script import Rating, Relay, Story
 from bot.demo.transcript import Style
 from bot.fake_telegram import GROUP_ID, FakeTelegram
+from bot.services.notes import NOTE_MARK
 from bot.services.tickets import render
 from bot.telegram_text import strip_html
-from storage import deadletters, tickets
+from storage import deadletters, notes, ratings, tickets
 from storage.db import Conn
-from storage.tickets import Ticket
+from storage.tickets import Status, Ticket
 
 # The desk's own count of the 429s it met (a prometheus counter).
 DESK_429_METRIC = "topicdesk_telegram_429_total"
@@ -33,6 +34,16 @@ class FirstResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class Rated:
+    """A rating the desk's database holds."""
+
+    ticket: int
+    customer: str
+    score: int
+    comment: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     """What happened in the demo, in figures."""
 
@@ -40,14 +51,24 @@ class Summary:
     group_limit: int  # Telegram's sends per window in a group
     group_window: float  # that window, in seconds, at the demo's scale
     tickets_opened: int
+    tickets_assigned: int
+    tickets_resolved: int  # resolved now (a closed ticket does not count)
     tickets_closed: int
-    closed_and_told: int  # closed tickets whose customer got the closing message
+    closed_and_told: int  # resolved or closed tickets whose customer got the message saying so
     customer_messages: int  # the story's messages the desk must pass to a topic
     reached_topics: int  # of those, the ones whose copy is in the customer's topic
     copies_in_topics: int  # every copy of a private chat's message in the group
     agent_messages: int
     reached_customers: int
     copies_to_customers: int  # every copy of a group message in a private chat
+    canned_replies: int  # of the agent messages, /canned commands
+    canned_arrived: int  # of those, the ones whose text reached the customer
+    notes: int  # the story's notes, which must stay in their topic
+    notes_kept: int  # notes the desk's database holds
+    notes_marked: int  # the story's notes the bot marked ✍
+    notes_leaked: int  # the story's notes whose words reached a customer's chat
+    ratings: tuple[Rated, ...]
+    ratings_given: tuple[Rating, ...]  # what the customers pressed (and wrote)
     too_many_requests: int  # 429s Telegram answered
     counted_by_desk: int  # 429s the desk's metrics counted
     absorbed: int  # 429s whose call was sent again and accepted
@@ -77,11 +98,14 @@ async def summarise(
     async with daemon.database.reader() as db:
         opened = await _all_tickets(db)
         letters = await deadletters.list_letters(db, include_resolved=True)
+        kept = [note for t in opened for note in await notes.of_ticket(db, t.id)]
+        rated = [r for t in opened if (r := await ratings.get(db, t.id)) is not None]
     thread_of = {t.customer_id: t.thread_id for t in opened}  # the latest ticket wins
     reached_topics = sum(1 for r in story.to_topics if _in_topic(ledger, telegram, r, thread_of))
-    reached_customers = sum(1 for r in story.to_customers if _with_customer(ledger, r))
-    closed = [t for t in opened if t.status == "closed"]
-    told = [t for t in closed if _told_of_close(story, t)]
+    arrived = [r for r in story.to_customers if _with_customer(ledger, r)]
+    closed = [t for t in opened if t.status is Status.CLOSED]
+    resolved = [t for t in opened if t.status is Status.RESOLVED]
+    told = [t for t in closed + resolved if _told_of_outcome(story, t)]
     refusals = ledger.refusals
     limits = telegram.limits
     summary = Summary(
@@ -89,14 +113,27 @@ async def summarise(
         group_limit=limits.group_per_minute if limits else 0,
         group_window=60 / limits.time_scale if limits else 60.0,
         tickets_opened=len(opened),
+        tickets_assigned=sum(1 for t in opened if t.assignee_id is not None),
+        tickets_resolved=len(resolved),
         tickets_closed=len(closed),
         closed_and_told=len(told),
         customer_messages=len(story.to_topics),
         reached_topics=reached_topics,
         copies_in_topics=_copies(ledger, lambda to, origin: to < 0 < origin),
         agent_messages=len(story.to_customers),
-        reached_customers=reached_customers,
+        reached_customers=len(arrived),
         copies_to_customers=_copies(ledger, lambda to, origin: origin < 0 < to),
+        canned_replies=sum(1 for r in story.to_customers if r.canned is not None),
+        canned_arrived=sum(1 for r in arrived if r.canned is not None),
+        notes=len(story.notes),
+        notes_kept=len(kept),
+        notes_marked=sum(1 for note in story.notes if _marked(telegram, note, NOTE_MARK)),
+        notes_leaked=sum(1 for note in story.notes if _leaked(story, note)),
+        ratings=tuple(
+            Rated(r.ticket_id, _first_name(telegram, r.customer_id), r.score, r.comment)
+            for r in rated
+        ),
+        ratings_given=tuple(story.ratings),
         too_many_requests=len(refusals),
         counted_by_desk=counted_by_desk,
         absorbed=sum(1 for r in refusals if r.resent is not None),
@@ -151,17 +188,48 @@ def _with_customer(ledger: Ledger, relay: Relay) -> bool:
     return any(key[0] == chat for key in ledger.copied_to.get(relay.source, []))
 
 
-def _told_of_close(story: Story, ticket: Ticket) -> bool:
-    text = strip_html(render(story.settings.texts.ticket_closed, ticket=ticket.id))
+def _told_of_outcome(story: Story, ticket: Ticket) -> bool:
+    """The customer got the message saying their ticket is closed (or resolved)."""
+    texts = story.settings.texts
+    template = texts.ticket_closed if ticket.status is Status.CLOSED else texts.ticket_resolved
+    text = strip_html(render(template, ticket=ticket.id))
     messages = story.telegram.bot_messages(ticket.customer_id)
     return any(text in str(m.get("text", "")) for m in messages)
+
+
+def _marked(telegram: FakeTelegram, note: Relay, emoji: str) -> bool:
+    """The bot reacted with `emoji` on the note's message."""
+    reactions = telegram.bot_reactions.get(note.source, [])
+    return any(r.get("emoji") == emoji for r in reactions)
+
+
+def _leaked(story: Story, note: Relay) -> bool:
+    """A note's words reached a private chat: a copy of its message, or any message of the
+    bot's there that has its words (a note passed on by other means)."""
+    telegram = story.telegram
+    if any(chat > 0 for chat, _ in story.ledger.copied_to.get(note.source, [])):
+        return True
+    text = str(telegram.message(*note.source).get("text") or "").strip()
+    words = text.removeprefix(story.settings.agents.note_prefix).strip()
+    if not words:
+        return False
+    chats = {user_id for user_id in telegram.users if user_id > 0}
+    return any(
+        words in str(m.get("text") or m.get("caption") or "")
+        for chat in chats
+        for m in telegram.bot_messages(chat)
+    )
+
+
+def _first_name(telegram: FakeTelegram, user_id: int) -> str:
+    return str(telegram.users.get(user_id, {}).get("first_name", user_id))
 
 
 def _first_response(ledger: Ledger, telegram: FakeTelegram, ticket: Ticket) -> FirstResponse:
     """From the customer's first message in their chat to the first copy of an agent's
     message from the ticket's topic arriving there."""
     chat = ticket.customer_id
-    name = str(telegram.users.get(chat, {}).get("first_name", chat))
+    name = _first_name(telegram, chat)
     written: list[float] = []
     answered: list[float] = []
     for message in telegram.chat_messages(chat):
@@ -185,8 +253,9 @@ def _is_answer_from_topic(
 
 
 def verdict(summary: Summary, stalled: str | None = None) -> str | None:
-    """Why the demo failed, in one sentence, or None: every message arrived, the 429 was
-    absorbed and nothing became a dead letter."""
+    """Why the demo failed, in one sentence, or None: every message arrived, no note left
+    its topic, every rating was kept, the 429 was absorbed and nothing became a dead
+    letter."""
     if stalled:
         return f"The story stalled: {stalled}."
     total = summary.customer_messages
@@ -195,6 +264,10 @@ def verdict(summary: Summary, stalled: str | None = None) -> str | None:
     total = summary.agent_messages
     if missing := total - summary.reached_customers:
         return f"{missing} of {total} agent messages never reached their customer."
+    if summary.notes_leaked:
+        return f"{summary.notes_leaked} of {summary.notes} internal notes reached a customer."
+    if wrong := _ratings_not_kept(summary):
+        return wrong
     if not summary.too_many_requests:
         return "The burst met no 429 from Telegram, so the demo could not show one absorbed."
     lost = summary.too_many_requests - summary.absorbed
@@ -206,14 +279,26 @@ def verdict(summary: Summary, stalled: str | None = None) -> str | None:
     return None
 
 
+def _ratings_not_kept(summary: Summary) -> str | None:
+    """Why a rating a customer gave is not what the desk's database holds, or None."""
+    held = {r.ticket: r for r in summary.ratings}
+    for given in summary.ratings_given:
+        found = held.get(given.ticket)
+        if found is None or (found.score, found.comment) != (given.score, given.comment):
+            shown = "none" if found is None else _rating(found)
+            return (
+                f"{given.customer.first_name}'s rating of ticket #{given.ticket} was not kept: "
+                f"gave {given.score}/5"
+                + (f" ‘{given.comment}’" if given.comment else "")
+                + f", the database holds {shown}."
+            )
+    return None
+
+
 def render_summary(summary: Summary, style: Style) -> list[str]:
     """The summary as lines for the terminal."""
     rows: list[tuple[str, str | list[str]]] = [
-        (
-            "Tickets",
-            f"{summary.tickets_opened} opened, {summary.tickets_closed} closed (the customer "
-            f"told: {summary.closed_and_told} of {summary.tickets_closed})",
-        ),
+        ("Tickets", _tickets(summary)),
         (
             "Customer → topic",
             f"{summary.reached_topics} of {summary.customer_messages} messages reached their topic"
@@ -222,8 +307,12 @@ def render_summary(summary: Summary, style: Style) -> list[str]:
         (
             "Agent → customer",
             f"{summary.reached_customers} of {summary.agent_messages} messages reached their "
-            "customer" + _extra(summary.copies_to_customers - summary.reached_customers),
+            "customer"
+            + _extra(summary.copies_to_customers - summary.reached_customers)
+            + _canned(summary),
         ),
+        ("Notes", _notes(summary)),
+        ("Ratings", _ratings(summary.ratings)),
         ("429s", _too_many_requests(summary)),
         ("Dead letters", _dead_letters(summary)),
         ("First response", _first_responses(summary.first_responses)),
@@ -249,8 +338,8 @@ def render_summary(summary: Summary, style: Style) -> list[str]:
     if summary.failure is None:
         lines.append(
             style(
-                "✔ Every message reached the other side, the 429 was absorbed, and nothing "
-                "became a dead letter.",
+                "✔ Every message reached the other side, no note left its topic, the 429 was "
+                "absorbed, and nothing became a dead letter.",
                 Style.BOLD,
                 Style.GREEN,
             )
@@ -258,6 +347,44 @@ def render_summary(summary: Summary, style: Style) -> list[str]:
     else:
         lines.append(style(f"✘ {summary.failure}", Style.BOLD, Style.RED))
     return lines
+
+
+def _tickets(summary: Summary) -> str:
+    done = summary.tickets_resolved + summary.tickets_closed
+    return (
+        f"{summary.tickets_opened} opened, {summary.tickets_assigned} assigned, "
+        f"{summary.tickets_resolved} resolved, {summary.tickets_closed} closed "
+        f"(the customer told: {summary.closed_and_told} of {done})"
+    )
+
+
+def _canned(summary: Summary) -> str:
+    if not summary.canned_replies:
+        return ""
+    arrived = summary.canned_arrived
+    if arrived == summary.canned_replies:
+        return f", {arrived} of them canned replies" if arrived > 1 else ", one a canned reply"
+    return f" (of the canned replies, {arrived} of {summary.canned_replies})"
+
+
+def _notes(summary: Summary) -> str:
+    if not summary.notes:
+        return "none written"
+    leaked = "none" if not summary.notes_leaked else str(summary.notes_leaked)
+    return (
+        f"{summary.notes}, {leaked} reached a customer (✍ on {summary.notes_marked} of "
+        f"{summary.notes}; kept on the tickets: {summary.notes_kept})"
+    )
+
+
+def _rating(rated: Rated) -> str:
+    return f"{rated.score}/5" + (f" ‘{rated.comment}’" if rated.comment else "")
+
+
+def _ratings(rated: Sequence[Rated]) -> str:
+    if not rated:
+        return "0"
+    return f"{len(rated)}: " + " · ".join(f"#{r.ticket} {r.customer} {_rating(r)}" for r in rated)
 
 
 def _extra(copies: int) -> str:

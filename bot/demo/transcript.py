@@ -1,9 +1,10 @@
 """The demo's transcript: every chat as its side sees it, as messages arrive there.
 
 The lines come from what the embedded Telegram holds (the customers' private chats, the
-agents' topics, the bot's edits and button answers, the 429s it gave), read every few
-milliseconds; the story only adds its scene titles, a line of narration here and there, and
-the buttons its people press. If the desk fails to relay a message, no line shows it.
+agents' topics, the bot's edits, reactions and button answers, the 429s it gave), read
+every few milliseconds; the story only adds its scene titles, a line of narration here and
+there, and the buttons its people press. If the desk fails to relay a message, no line
+shows it.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class Transcript:
     out: TextIO
     style: Style
     _seen: dict[int, int] = field(default_factory=dict)  # chat -> last message id shown
-    _edits: dict[tuple[int, int], object] = field(default_factory=dict)
+    _edits: dict[tuple[int, int], _Shown] = field(default_factory=dict)
+    _reactions: dict[tuple[int, int], tuple[str, ...]] = field(default_factory=dict)
     _refusals_shown: int = 0
     _resends_shown: set[int] = field(default_factory=set)
     _presses: dict[str, tuple[Place, str]] = field(default_factory=dict)
@@ -173,6 +175,7 @@ class Transcript:
             entries.extend(self._new_messages(chat_id, now))
         entries.extend(self._refusals())
         entries.extend(self._button_answers(now))
+        entries.extend(self._bot_reactions(now))
         for entry in entries:
             entry.order = next(self._order)
         # At one instant, the desk's own line first: "sent it again" before what it sent.
@@ -198,23 +201,51 @@ class Transcript:
         for group in _albums(fresh):
             entries.append(self._entry(chat_id, group, now))
             for message in group:
-                self._edits[(chat_id, int(message["message_id"]))] = _edit_mark(message)
+                self._edits[(chat_id, int(message["message_id"]))] = _Shown.of(message)
         return entries
 
     def _edited(self, chat_id: int, messages: Iterable[dict[str, Any]], now: float) -> list[_Entry]:
-        """The bot's messages edited since they were shown (the ticket card, mostly)."""
+        """The bot's messages edited since they were shown (the ticket card, mostly): the
+        lines that changed, and the buttons if they did."""
         entries = []
         for message in messages:
             key = (chat_id, int(message["message_id"]))
-            if key not in self._edits or self._edits[key] == _edit_mark(message):
+            shown = _Shown.of(message)
+            if key not in self._edits or self._edits[key] == shown:
                 continue
-            before = self._edits[key]
-            self._edits[key] = _edit_mark(message)
-            text = _first_line(message)
-            if isinstance(before, tuple) and before[1] and not _buttons(message):
-                text += "  (its buttons removed)"
+            before, self._edits[key] = self._edits[key], shown
+            what = "the card" if key in self.telegram.pinned else "its message"
+            lines = [line for line in shown.lines if line not in before.lines]
+            if shown.buttons != before.buttons:
+                buttons = " ".join(f"[{label}]" for label in shown.buttons)
+                lines.append(buttons or "(its buttons removed)")
+            first, *rest = lines or [_first_line(message)]
             place = self.place(chat_id, message.get("message_thread_id"))
-            entries.append(_Entry(now, place, "Bot", "bot", [f"✎ edited its message: {text}"]))
+            at = self.ledger.changed_at.get(key, now)
+            entries.append(_Entry(at, place, "Bot", "bot", [f"✎ edited {what}: {first}", *rest]))
+        return entries
+
+    def _bot_reactions(self, now: float) -> list[_Entry]:
+        """The bot's reactions set (or changed) since the last scan, one line each."""
+        entries = []
+        for key, reactions in list(self.telegram.bot_reactions.items()):
+            emoji = tuple(str(r.get("emoji") or r.get("type", "")) for r in reactions)
+            if self._reactions.get(key, ()) == emoji:
+                continue
+            self._reactions[key] = emoji
+            try:
+                message = self.telegram.message(*key)
+            except KeyError:
+                continue
+            snippet = _snippet(_first_line(message))
+            whose = f"{self._author(key)}'s “{snippet}”"
+            if emoji:
+                text = f"reacted {' '.join(emoji)} to {whose}"
+            else:
+                text = f"took back its reaction to {whose}"
+            place = self.place(key[0], message.get("message_thread_id"))
+            at = self.ledger.changed_at.get(key, now)
+            entries.append(_Entry(at, place, "Bot", "bot", [text]))
         return entries
 
     def _entry(self, chat_id: int, group: list[dict[str, Any]], now: float) -> _Entry:
@@ -230,7 +261,9 @@ class Transcript:
             origin = self.ledger.origin(chat_id, message_id)
             if origin is not None:
                 author = self._author(origin)
-                who, role = f"Bot → copy of {author}", "copy"
+                composed = (chat_id, message_id) in self.ledger.composed
+                what = "canned reply by" if composed else "copy of"
+                who, role = f"Bot → {what} {author}", "copy"
             else:
                 who, role = "Bot", "bot"
         else:
@@ -260,10 +293,7 @@ class Transcript:
         if not isinstance(quoted, dict) or "forum_topic_created" in quoted:
             return ""
         author = self._author((chat_id, int(quoted["message_id"])))
-        snippet = _first_line(quoted)
-        if len(snippet) > SNIPPET:
-            snippet = snippet[: SNIPPET - 1].rstrip() + "…"
-        return f"↪ a reply to {author}'s “{snippet}”"
+        return f"↪ a reply to {author}'s “{_snippet(_first_line(quoted))}”"
 
     def _refusals(self) -> list[_Entry]:
         entries = []
@@ -304,7 +334,13 @@ class Transcript:
         chat_id = refusal.chat_id
         if chat_id is None:
             return Place("all chats", agents_side=True)
-        return self.place(chat_id, refusal.thread_id)
+        thread_id = refusal.thread_id
+        message_id = refusal.call.params.get("message_id")
+        if thread_id is None and isinstance(message_id, int):
+            # An edit names its message, not its topic.
+            with contextlib.suppress(KeyError):
+                thread_id = self.telegram.message(chat_id, message_id).get("message_thread_id")
+        return self.place(chat_id, thread_id)
 
     def _button_answers(self, now: float) -> list[_Entry]:
         entries = []
@@ -315,7 +351,8 @@ class Transcript:
             text = answer.get("text")
             if text:
                 place, name = self._presses[query_id]
-                entries.append(_Entry(now, place, "Bot", "bot", [f"(only {name} sees) {text}"]))
+                at = self.ledger.answered_at.get(query_id, now)
+                entries.append(_Entry(at, place, "Bot", "bot", [f"(only {name} sees) {text}"]))
         return entries
 
     # -- writing ---------------------------------------------------------------------
@@ -376,13 +413,15 @@ class Transcript:
 
 
 def _short_topic_name(name: str) -> str:
-    """`#1 Billing` for the topic `#1 · Alice Martin · Billing` (and for `⏳ #1 · …`, the
-    same topic with its status shown: the label stays put while the status changes)."""
+    """`#1 Billing` for the topic `#1 · Alice Martin · Billing` (and for `⏳ #1 · … → Dana`,
+    the same topic with its status and assignee shown: the label stays put while they
+    change)."""
     number = re.search(r"#\d+", name)
     parts = name.split(" · ")
     if number is None or len(parts) < 3:
         return name
-    return f"{number.group(0)} {parts[-1]}"
+    subject = parts[-1].rsplit(" → ", 1)[0]
+    return f"{number.group(0)} {subject}"
 
 
 def _albums(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -406,8 +445,23 @@ def _buttons(message: dict[str, Any]) -> list[str]:
     return [str(button.get("text", "")) for row in rows for button in row]
 
 
-def _edit_mark(message: dict[str, Any]) -> object:
-    return (message.get("edit_date"), bool(_buttons(message)))
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """A bot's message as the transcript last showed it, to tell what an edit changed."""
+
+    edit_date: object
+    lines: tuple[str, ...]
+    buttons: tuple[str, ...]
+
+    @classmethod
+    def of(cls, message: dict[str, Any]) -> _Shown:
+        text = str(message.get("text") or message.get("caption") or "")
+        lines = tuple(line for line in text.splitlines() if line.strip())
+        return cls(message.get("edit_date"), lines, tuple(_buttons(message)))
+
+
+def _snippet(text: str) -> str:
+    return text if len(text) <= SNIPPET else text[: SNIPPET - 1].rstrip() + "…"
 
 
 def _first_line(message: dict[str, Any]) -> str:

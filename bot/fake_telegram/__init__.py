@@ -22,6 +22,10 @@ Conventions a test writer must know:
 * ``create_topic``, ``close_topic`` and ``reopen_topic`` act as a human admin would, so the bot
   receives the service message (forum_topic_created / _closed / _reopened) as an update; pass
   ``notify=False`` to skip it. Topics the bot creates or closes through the API send nothing.
+* ``edit_message`` stores the new text or caption with ``edit_date`` and enqueues an
+  ``edited_message`` update; ``react`` enqueues a ``message_reaction`` update only as Telegram
+  would: when the bot listed it in ``allowed_updates``, in a group only while the bot is an
+  administrator, and never for a bot's reaction (``setMessageReaction`` sends none).
 * ``retry_after`` is in real seconds (ceil, at least 1), also under ``Limits.time_scale``.
 * A getUpdates call is in ``calls`` from its arrival, with ``status == 0`` while it waits.
 * ``Call.at`` is the fake's clock when a call arrived; ``enqueued_at[update_id]`` is the clock
@@ -52,6 +56,7 @@ from bot.fake_telegram.records import (
     ADMIN_ID,
     BOT_ID,
     BOT_TOKEN,
+    CAPTION_KINDS,
     CONTENT_KEYS,
     GENERAL_TOPIC_ID,
     GROUP_ID,
@@ -64,6 +69,7 @@ from bot.fake_telegram.records import (
     MAX_TEXT_LENGTH,
     MAX_TOPIC_NAME_LENGTH,
     MESSAGE_KINDS,
+    REACTION_EMOJI,
     Call,
     Handler,
     TelegramError,
@@ -76,6 +82,7 @@ __all__ = [
     "ADMIN_ID",
     "BOT_ID",
     "BOT_TOKEN",
+    "CAPTION_KINDS",
     "CONTENT_KEYS",
     "GENERAL_TOPIC_ID",
     "GROUP_ID",
@@ -88,6 +95,7 @@ __all__ = [
     "MAX_TEXT_LENGTH",
     "MAX_TOPIC_NAME_LENGTH",
     "MESSAGE_KINDS",
+    "REACTION_EMOJI",
     "SENDING_METHODS",
     "Call",
     "FakeTelegram",

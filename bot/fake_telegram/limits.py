@@ -33,6 +33,7 @@ SENDING_METHODS: frozenset[str] = frozenset(
         "sendSticker",
         "sendVideoNote",
         "editMessageText",
+        "editMessageCaption",
         "editMessageReplyMarkup",
         "createForumTopic",
         "editForumTopic",

@@ -2,9 +2,10 @@
 
 sendMessage, copyMessage, copyMessages, send<Media> (photo, document, video, audio, voice,
 animation, sticker, video_note: a file_id, an upload or a URL), sendMediaGroup,
-editMessageText, editMessageReplyMarkup, pinChatMessage, unpinChatMessage and deleteMessage;
-every send and edit is admitted against the budgets first. getFile hands out a path the fake
-then serves.
+editMessageText, editMessageCaption, editMessageReplyMarkup, pinChatMessage, unpinChatMessage,
+setMessageReaction and deleteMessage; every send and edit is admitted against the budgets
+first. Edits apply to the bot's own messages, its copies (copyMessage) included. getFile hands
+out a path the fake then serves.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bot.fake_telegram.params import (
 )
 from bot.fake_telegram.records import (
     BOT_ID,
+    CAPTION_KINDS,
     CONTENT_KEYS,
     JSON,
     MAX_CAPTION_LENGTH,
@@ -36,6 +38,11 @@ from bot.fake_telegram.records import (
     bad_request,
     is_content,
     type_name,
+)
+
+_NOT_MODIFIED = (
+    "message is not modified: specified new message content and reply markup are exactly the "
+    "same as a current content and reply markup of the message"
 )
 
 
@@ -298,10 +305,7 @@ class MessageMethods(Checks, Budgets):
             and content.get("entities", []) == message.get("entities", [])
             and new_inline == message.get("reply_markup")
         ):
-            raise bad_request(
-                "message is not modified: specified new message content and reply markup are "
-                "exactly the same as a current content and reply markup of the message"
-            )
+            raise bad_request(_NOT_MODIFIED)
         self._check_blocked(chat_id)
         self._admit("editMessageText", chat_id)
         message["text"] = content["text"]
@@ -312,15 +316,38 @@ class MessageMethods(Checks, Budgets):
         message["edit_date"] = int(time.time())
         return message
 
+    def _edit_message_caption(self, params: JSON) -> JSON:
+        """A new caption (none removes it) on a media message; Telegram's errors otherwise."""
+        chat_id, message = self._editable(params)
+        if not any(kind in message for kind in CAPTION_KINDS):
+            raise bad_request("there is no caption in the message to edit")
+        caption, entities = self._caption(params) or ("", [])
+        markup = self._reply_markup(params)
+        new_inline = markup if markup is not None and "inline_keyboard" in markup else None
+        if (
+            caption == message.get("caption", "")
+            and entities == message.get("caption_entities", [])
+            and new_inline == message.get("reply_markup")
+        ):
+            raise bad_request(_NOT_MODIFIED)
+        self._check_blocked(chat_id)
+        self._admit("editMessageCaption", chat_id)
+        message.pop("caption", None)
+        message.pop("caption_entities", None)
+        if caption:
+            message["caption"] = caption
+        if entities:
+            message["caption_entities"] = entities
+        self._set_markup(chat_id, message, new_inline)
+        message["edit_date"] = int(time.time())
+        return message
+
     def _edit_message_reply_markup(self, params: JSON) -> JSON:
         chat_id, message = self._editable(params)
         markup = self._reply_markup(params)
         new_inline = markup if markup is not None and "inline_keyboard" in markup else None
         if new_inline == message.get("reply_markup"):
-            raise bad_request(
-                "message is not modified: specified new message content and reply markup are "
-                "exactly the same as a current content and reply markup of the message"
-            )
+            raise bad_request(_NOT_MODIFIED)
         self._check_blocked(chat_id)
         self._admit("editMessageReplyMarkup", chat_id)
         self._set_markup(chat_id, message, new_inline)

@@ -48,6 +48,10 @@ MESSAGE_KINDS: tuple[str, ...] = (
     "poll",
     "dice",
 )
+#: The kinds of content that carry a caption (and so can have it edited).
+CAPTION_KINDS: frozenset[str] = frozenset(
+    {"photo", "video", "document", "audio", "voice", "animation"}
+)
 #: The keys of a Message that make up its content; a message with none of them is a service one.
 CONTENT_KEYS: tuple[str, ...] = (
     "text",

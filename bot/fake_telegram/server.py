@@ -251,6 +251,7 @@ class FakeTelegram(World, ChatMethods, MessageMethods, ForumMethods):
             "sendMediaGroup": self._send_media_group,
             **media,
             "editMessageText": self._edit_message_text,
+            "editMessageCaption": self._edit_message_caption,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
             "deleteMessage": self._delete_message,
             "pinChatMessage": self._pin_chat_message,

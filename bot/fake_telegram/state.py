@@ -71,6 +71,8 @@ class FakeState:
         self.pinned: set[tuple[int, int]] = set()
         #: (chat id, message id) -> the bot's reaction on it (setMessageReaction)
         self.bot_reactions: dict[tuple[int, int], list[JSON]] = {}
+        #: (chat id, message id) -> user id -> that user's reactions on it (``react``)
+        self.user_reactions: dict[tuple[int, int], dict[int, list[JSON]]] = {}
         self.callback_answers: dict[str, JSON] = {}
         self.commands: dict[tuple[str, str], list[JSON]] = {}
         self.webhook_url: str | None = None

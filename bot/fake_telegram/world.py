@@ -2,14 +2,16 @@
 
 Building: ``add_user``, ``add_group``, ``set_member``, ``create_topic``, ``close_topic``,
 ``reopen_topic``, ``delete_topic``, ``block_bot``. Acting, each enqueued as an update at once:
-``send_private``, ``send_group``, ``send_service``, ``press_button``. Inspecting: ``calls_to``,
-``chat_messages``, ``bot_messages``, ``message`` and ``wait_until``.
+``send_private``, ``send_group``, ``send_service``, ``press_button``, ``edit_message``
+(edited_message) and ``react`` (message_reaction, only where Telegram sends it). Inspecting:
+``calls_to``, ``chat_messages``, ``bot_messages``, ``message`` and ``wait_until``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ from bot.fake_telegram.html import command_entities
 from bot.fake_telegram.records import (
     ADMIN_ID,
     BOT_ID,
+    CAPTION_KINDS,
     GENERAL_TOPIC_ID,
     GROUP_ID,
     ICON_COLORS,
@@ -28,8 +31,6 @@ from bot.fake_telegram.records import (
     without_reply,
 )
 from bot.fake_telegram.updates import Updates
-
-_CAPTIONED_KINDS = frozenset({"photo", "video", "document", "audio", "voice", "animation"})
 
 
 class World(Updates):
@@ -294,6 +295,88 @@ class World(Updates):
         self.enqueue_update({"callback_query": copy.deepcopy(query)})
         return query
 
+    def edit_message(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str | None = None,
+        *,
+        caption: str | None = None,
+        entities: list[JSON] | None = None,
+        caption_entities: list[JSON] | None = None,
+        date: int | None = None,
+    ) -> JSON:
+        """The user who sent a message (in private, or in a group or topic) edits it.
+
+        A text message gets ``text`` with ``entities`` (a /command gets its bot_command entity
+        unless ``entities`` are given); a media message gets ``caption`` (or ``text``) with
+        ``caption_entities``, and an empty one loses its caption. ``edit_date`` is ``date`` or
+        now. The edited_message update carries the whole message, as Telegram sends it."""
+        message = self._message(chat_id, message_id)
+        if message.get("from", {}).get("id") == BOT_ID:
+            raise ValueError("the bot edits its messages through the Bot API")
+        if "text" in message:
+            body = text if text is not None else caption
+            if not body:
+                raise ValueError("a text message can't be edited to nothing")
+            found = entities if entities is not None else command_entities(body)
+            message["text"] = body
+            message.pop("entities", None)
+            if found:
+                message["entities"] = [dict(e) for e in found]
+        elif any(kind in message for kind in CAPTION_KINDS):
+            shown = caption if caption is not None else text
+            message.pop("caption", None)
+            message.pop("caption_entities", None)
+            if shown:
+                message["caption"] = shown
+                if caption_entities:
+                    message["caption_entities"] = [dict(e) for e in caption_entities]
+        else:
+            raise ValueError(f"message {message_id} in chat {chat_id} has no text or caption")
+        message["edit_date"] = int(time.time()) if date is None else date
+        if chat_id > 0 or self.groups[chat_id].bot_status not in {"left", "kicked"}:
+            self.enqueue_update({"edited_message": message})
+        return message
+
+    def react(
+        self,
+        user_id: int,
+        chat_id: int,
+        message_id: int,
+        *reaction: str | JSON,
+        date: int | None = None,
+    ) -> JSON | None:
+        """The user's reactions on a message become ``reaction`` (none: they removed theirs).
+
+        A str is an emoji (ReactionTypeEmoji, not checked against Telegram's list: clients
+        may offer newer ones); a dict is a ReactionType as it is (``{"type": "custom_emoji",
+        "custom_emoji_id": ...}``, ``{"type": "paid"}``). Enqueues a message_reaction update
+        with the old and new reactions, and returns it, only where Telegram sends one: the bot
+        listed message_reaction in allowed_updates, is an administrator of the group (any
+        private chat will do), and the reaction is not a bot's. Otherwise returns None."""
+        self._message(chat_id, message_id)
+        user = self._user(user_id)
+        new = [{"type": "emoji", "emoji": r} if isinstance(r, str) else dict(r) for r in reaction]
+        reactions = self.user_reactions.setdefault((chat_id, message_id), {})
+        old = reactions.pop(user_id, [])
+        if new:
+            reactions[user_id] = new
+        if user_id == BOT_ID or user.get("is_bot") or not self._allowed("message_reaction"):
+            return None
+        if chat_id < 0 and self._group(chat_id).bot_status != "administrator":
+            return None
+        payload: JSON = {
+            "chat": self._chat_object(chat_id),
+            "message_id": message_id,
+            "user": self._sender_object(user),
+            "date": int(time.time()) if date is None else date,
+            "old_reaction": old,
+            "new_reaction": new,
+        }
+        self.enqueue_update({"message_reaction": payload})
+        return payload
+
     def _incoming_content(
         self,
         kind: str,
@@ -313,7 +396,7 @@ class World(Updates):
             if found:
                 content["entities"] = [dict(e) for e in found]
             return content
-        if kind in _CAPTIONED_KINDS:
+        if kind in CAPTION_KINDS:
             content = {kind: self._media_object(kind, file_size)}
             if kind == "animation":
                 animation = content["animation"]

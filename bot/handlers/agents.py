@@ -11,6 +11,7 @@ from aiogram.types import Message
 
 from bot.config import Settings
 from bot.handlers.common import OnLoop, is_service, to_incoming
+from bot.metrics import Metrics
 from bot.services import tickets as desk
 from bot.services import workflow
 from bot.services.agents import Actor, AgentDirectory, anonymous_admin
@@ -82,6 +83,17 @@ async def on_topic_message(
         return
     incoming = to_incoming(message)
     key = keys.reply_to("agent", incoming.chat_id, incoming.message_id)
+    command = unknown_command(message)
+    if command:
+        # A mistyped command (/hisotry), or one for another bot (/close@otherbot): never
+        # the customer's to read.
+        note = (
+            f"{escape(command)} is not a command here, so it was not sent to the customer. "
+            "To send a text that starts with /, put a space or a quote before it."
+        )
+        await desk.notify_agents(db, ticket, note, key)
+        log.info("unknown command in a topic: not relayed", command=command)
+        return
     if not ticket.is_open:
         note = f"Ticket #{ticket.id} is closed: the customer will not see this message."
         await desk.notify_agents(db, ticket, note, key)
@@ -98,12 +110,23 @@ async def on_topic_message(
     await desk.relay(db, settings, ticket, incoming, "to_customer")
 
 
+def unknown_command(message: Message) -> str:
+    """The /command a message starts with (every known one has its handler before this
+    one), or ""."""
+    entities = message.entities or []
+    first = entities[0] if entities else None
+    if first is None or first.type != "bot_command" or first.offset != 0 or not message.text:
+        return ""
+    return message.text[: first.length]
+
+
 async def on_close(
     message: Message,
     bot: Bot,
     db: Conn,
     settings: Settings,
     directory: AgentDirectory,
+    metrics: Metrics,
     ticket: Ticket | None,
 ) -> None:
     """/close in a topic closes its ticket."""
@@ -116,6 +139,6 @@ async def on_close(
     if not actor.is_agent:
         await refuse_outsider(db, ticket, actor, "/close")
         return
-    if await workflow.close_ticket(db, settings, ticket, actor) is None:
+    if await workflow.close_ticket(db, settings, ticket, actor, metrics) is None:
         key = keys.reply_to("agent", message.chat.id, message.message_id)
         await desk.notify_agents(db, ticket, f"Ticket #{ticket.id} is already closed.", key)

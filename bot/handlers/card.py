@@ -19,6 +19,7 @@ from aiogram.types import CallbackQuery
 
 from bot.config import Settings
 from bot.handlers.common import OnLoop, after_commit
+from bot.metrics import Metrics
 from bot.services import cards, workflow
 from bot.services.agents import Actor, AgentDirectory
 from storage import agents, keys, tickets
@@ -41,6 +42,7 @@ class Press:
     ticket: Ticket
     actor: Actor
     argument: str
+    metrics: Metrics | None = None  # times a resolution
 
 
 Action = Callable[[Press], Awaitable[str]]
@@ -90,6 +92,7 @@ async def on_card_button(
     db: Conn,
     settings: Settings,
     directory: AgentDirectory,
+    metrics: Metrics,
     ticket: Ticket | None,
 ) -> None:
     def answer(text: str) -> None:
@@ -124,7 +127,7 @@ async def on_card_button(
         log.warning("button refused: unknown action", data=query.data, presser_id=presser.id)
         answer("This button is not known here.")
         return
-    answer(await action(Press(query, db, settings, ticket, actor, argument)))
+    answer(await action(Press(query, db, settings, ticket, actor, argument, metrics)))
 
 
 async def take(press: Press) -> str:
@@ -203,7 +206,9 @@ def _to(status: Status, done: str, already: str, allowed: frozenset[Status]) -> 
             current = await tickets.open_ticket_of(press.db, ticket.customer_id)
             if current is not None:
                 return f"The customer has another open ticket, #{current.id}."
-        await workflow.change_status(press.db, press.settings, ticket, status, press.actor)
+        await workflow.change_status(
+            press.db, press.settings, ticket, status, press.actor, metrics=press.metrics
+        )
         return done
 
     return act

@@ -11,6 +11,7 @@ from html import escape
 from bot.telegram_text import TEXT_LIMIT
 from storage.agents import Agent
 from storage.db import from_iso
+from storage.ratings import Rating
 from storage.tickets import Customer, Priority, Status, Ticket
 
 TOPIC_NAME_LIMIT = 128
@@ -18,6 +19,7 @@ TOPIC_NAME_LIMIT = 128
 # are shortened there and follow in full (see full_answers).
 CARD_ROOM = TEXT_LIMIT - 200
 SHORTENED = " … (in full below)"
+COMMENT_ROOM = 300  # a rating's comment on the card (in full in the topic while it is open)
 
 
 STATUS_MARK = {
@@ -77,14 +79,45 @@ def _when(iso: str) -> str:
     return from_iso(iso).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def duration(seconds: float) -> str:
+    """A span of time as agents read it: `under a minute`, `12 min`, `3 h 20 min`, `2 d 4 h`."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def _after(start: str, end: str) -> str:
+    return duration(max(0.0, (from_iso(end) - from_iso(start)).total_seconds()))
+
+
+def rating_line(rating: Rating) -> str:
+    """`Rating: ⭐⭐⭐⭐ 4/5 · “comment”`, HTML-escaped, the comment shortened."""
+    line = f"Rating: {'⭐' * rating.score} {rating.score}/5"
+    if rating.comment:
+        comment = rating.comment.strip()
+        if len(comment) > COMMENT_ROOM:
+            comment = comment[: COMMENT_ROOM - 1].rstrip() + "…"
+        line += f" · “{escape(comment)}”"
+    return line
+
+
 def card_text(
     ticket: Ticket,
     customer: Customer,
     assignee: Agent | None = None,
     previous: Ticket | None = None,
+    rating: Rating | None = None,
 ) -> str:
-    """The ticket card: where it stands, who, when, and the intake answers, HTML-escaped;
-    always one message."""
+    """The ticket card: where it stands, who, when (and how long the first answer and the
+    resolution took), the customer's rating, and the intake answers, HTML-escaped; always
+    one message."""
     who = f'<a href="tg://user?id={customer.user_id}">{escape(customer.full_name)}</a>'
     if customer.username:
         who += f" (@{escape(customer.username)})"
@@ -98,11 +131,19 @@ def card_text(
         lines.append(f"Language: {escape(customer.language_code)}")
     lines.append(f"Opened: {_when(ticket.created_at)}")
     if ticket.first_response_at:
-        lines.append(f"First answer: {_when(ticket.first_response_at)}")
-    if ticket.resolved_at and ticket.status is not Status.CLOSED:
-        lines.append(f"Resolved: {_when(ticket.resolved_at)}")
+        took = _after(ticket.created_at, ticket.first_response_at)
+        lines.append(f"First answer: {_when(ticket.first_response_at)} (after {took})")
+    resolved = ticket.resolved_at
+    if resolved and resolved != ticket.closed_at:
+        lines.append(f"Resolved: {_when(resolved)} (after {_after(ticket.created_at, resolved)})")
     if ticket.closed_at:
-        lines.append(f"Closed: {_when(ticket.closed_at)}")
+        # Closed without a resolution first: the closing is the resolution.
+        took = ""
+        if resolved == ticket.closed_at:
+            took = f" (after {_after(ticket.created_at, ticket.closed_at)})"
+        lines.append(f"Closed: {_when(ticket.closed_at)}{took}")
+    if rating is not None:
+        lines.append(rating_line(rating))
     if previous is not None:
         where = f"#{previous.id}"
         if previous.thread_id is not None:

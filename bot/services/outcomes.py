@@ -17,7 +17,7 @@ from bot.delivery.breaker import Outage
 from bot.delivery.contract import Aimed, NotReadyError, ObsoleteError, UndeliverableError
 from bot.delivery.errors import Failure
 from bot.metrics import Metrics
-from bot.services import workflow
+from bot.services import escalation, mirror, workflow
 from bot.services.tickets import (
     notify_agents,
     notify_customer,
@@ -64,6 +64,8 @@ class DeskOutcomes:
             found = await messages.album_parts(db, int(params["from_chat_id"]), item.album)
             params["message_ids"] = [part.source_message_id for part in found]
             parts = [part.id for part in found]
+        if item.purpose is Purpose.EDIT:
+            await mirror.aim_edit(db, item, params)  # at the copy, known by now
         return Aimed(item.method, params, parts)
 
     async def _aim_at_ticket(self, db: Conn, item: OutboxItem, params: dict[str, Any]) -> None:
@@ -139,6 +141,8 @@ class DeskOutcomes:
         now = utcnow()
         first = await tickets.record_first_response(db, ticket.id, now)
         if first:
+            # The first-response clock stops: its warning and breach are off (or late).
+            await escalation.reschedule(db, self._settings, ticket.id)
             seconds = max(0.0, (from_iso(now) - from_iso(ticket.created_at)).total_seconds())
             histogram = self._metrics.first_response
 
@@ -167,6 +171,10 @@ class DeskOutcomes:
             return await self._replace_topic(db, item, attempts)
         if failure is Failure.TOPIC_CLOSED and item.ticket_id is not None:
             return await self._reopen_topic(db, item, attempts)
+        if failure is Failure.PERMANENT and item.purpose is Purpose.EDIT:
+            return await mirror.edit_failed(db, item, why)  # a marked repost instead
+        if failure is Failure.PERMANENT and item.purpose is Purpose.REACTION:
+            return await mirror.reaction_failed(db, item, why)
         return False
 
     async def group_moved(self, db: Conn, old: int, new: int) -> None:

@@ -13,7 +13,7 @@ import structlog
 from bot.config import Settings
 from bot.services import cards
 from bot.services.incoming import Incoming
-from storage import agents, keys, messages, outbox, tickets
+from storage import agents, keys, messages, outbox, ratings, tickets
 from storage.db import Conn, from_iso
 from storage.messages import Direction
 from storage.outbox import (
@@ -80,8 +80,11 @@ async def open_ticket(
     answers: list[Answer],
     started_at: str,
     kept: list[Incoming],
+    *,
+    previous_ticket_id: int | None = None,
 ) -> Ticket:
-    """Open a ticket: its topic, its card, what the customer sent meanwhile, a confirmation."""
+    """Open a ticket: its topic, its card, what the customer sent meanwhile, a confirmation.
+    `previous_ticket_id`: the closed ticket it follows (its card links that topic)."""
     subject = next((a.value for a in answers if a.value), "")
     ticket = await tickets.open_ticket(
         db,
@@ -90,8 +93,12 @@ async def open_ticket(
         answers=answers,
         group_chat_id=settings.support.group_id,
         created_at=started_at,
+        previous_ticket_id=previous_ticket_id,
     )
     structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
+    from bot.services import assignment  # noqa: PLC0415 - it builds on this module
+
+    ticket = await assignment.assign_new(db, settings, ticket)  # before the topic and card
     name = await create_topic(db, settings, ticket, customer, keys.ticket_topic(ticket.id))
     await post_card(db, ticket, customer, keys.ticket_card(ticket.id))
     for message in kept:
@@ -102,6 +109,10 @@ async def open_ticket(
         render(settings.texts.ticket_created, ticket=ticket.id),
         key=keys.ticket_created(ticket.id),
     )
+    from bot.services import escalation  # noqa: PLC0415 - it builds on this module
+
+    await escalation.out_of_office(db, settings, ticket)  # after the confirmation
+    await escalation.reschedule(db, settings, ticket.id)  # the SLA clocks start
     log.info("ticket opened", customer_id=customer.user_id, topic=name)
     return ticket
 
@@ -165,7 +176,10 @@ async def post_card(
             purpose=Purpose.CARD,
             method="sendMessage",
             params={
-                "text": cards.card_text(ticket, customer, assignee, previous) + postscript,
+                "text": cards.card_text(
+                    ticket, customer, assignee, previous, await ratings.get(db, ticket.id)
+                )
+                + postscript,
                 "parse_mode": "HTML",
                 "reply_markup": {"inline_keyboard": cards.card_buttons(ticket)},
             },

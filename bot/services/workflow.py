@@ -14,13 +14,14 @@ from html import escape
 import structlog
 
 from bot.config import Settings
-from bot.services import cards
+from bot.metrics import Metrics
+from bot.services import cards, csat, escalation
 from bot.services.agents import Actor
 from bot.services.tickets import notify_agents, notify_customer, render, topic_action
-from storage import agents, keys, outbox, tickets
+from storage import agents, keys, outbox, ratings, tickets
 from storage.agents import Agent
-from storage.db import Conn
-from storage.outbox import PRIORITY_CARD, PRIORITY_NOTICE, Outgoing, Purpose
+from storage.db import Conn, from_iso
+from storage.outbox import PRIORITY_CARD, PRIORITY_RECOVERY, Outgoing, Purpose
 from storage.tickets import Priority, Status, Ticket
 
 log = structlog.stdlib.get_logger(__name__)
@@ -51,6 +52,7 @@ async def show(
         if ticket.previous_ticket_id
         else None
     )
+    rating = await ratings.get(db, ticket.id)
     await outbox.supersede(db, ticket.id, Purpose.CARD_EDIT)
     await outbox.enqueue(
         db,
@@ -59,7 +61,7 @@ async def show(
             purpose=Purpose.CARD_EDIT,
             method="editMessageText",
             params={
-                "text": cards.card_text(ticket, customer, assignee, previous),
+                "text": cards.card_text(ticket, customer, assignee, previous, rating),
                 "parse_mode": "HTML",
                 "reply_markup": {
                     "inline_keyboard": cards.card_buttons(ticket) if keyboard is None else keyboard
@@ -107,13 +109,16 @@ async def change_status(
     actor: Actor | None,
     *,
     tell_customer: bool = True,
+    metrics: Metrics | None = None,
 ) -> Ticket | None:
     """Move a ticket to `status`: the topic is closed or reopened with it, the customer
-    is told of a resolution or a closing, the card and topic name follow. None if the
-    ticket had that status already."""
+    is told of a resolution or a closing (and asked to rate it), the card and topic name
+    follow; a resolution is timed in `metrics`. None if the ticket had that status
+    already."""
     event_id = await tickets.set_status(db, ticket.id, status, _actor_id(actor))
     if event_id is None:
         return None
+    await escalation.reschedule(db, settings, ticket.id)  # the clocks stop or start again
     changed = await reload(db, ticket.id)
     stamp = keys.ticket_change(ticket.id, event_id, "view")
     if status is Status.CLOSED:
@@ -130,7 +135,9 @@ async def change_status(
             changed,
             Purpose.TOPIC_REOPEN,
             keys.ticket_change(ticket.id, event_id, "reopen"),
-            PRIORITY_NOTICE,
+            # Before the ticket's other rows: the customer's words that reopened it
+            # cannot go into a closed topic.
+            PRIORITY_RECOVERY,
         )
     if tell_customer and status in {Status.RESOLVED, Status.CLOSED}:
         texts = settings.texts
@@ -141,6 +148,10 @@ async def change_status(
             render(template, ticket=changed.id),
             keys.ticket_change(ticket.id, event_id, "customer"),
         )
+    if csat.finished(ticket.status, status):
+        if tell_customer:
+            await csat.ask(db, settings, changed, event_id)
+        _time_resolution(db, changed, metrics)
     await show(db, changed, stamp)
     log.info(
         "ticket status changed",
@@ -152,11 +163,30 @@ async def change_status(
     return changed
 
 
+def _time_resolution(db: Conn, ticket: Ticket, metrics: Metrics | None) -> None:
+    """Observe the resolution time (from Telegram's date on the customer's first message)
+    once the change has committed."""
+    done = ticket.resolved_at or ticket.closed_at
+    if metrics is None or done is None:
+        return
+    seconds = max(0.0, (from_iso(done) - from_iso(ticket.created_at)).total_seconds())
+    histogram = metrics.resolution
+
+    async def observe() -> None:
+        histogram.observe(seconds)
+
+    db.after_commit(observe)
+
+
 async def close_ticket(
-    db: Conn, settings: Settings, ticket: Ticket, actor: Actor | None
+    db: Conn,
+    settings: Settings,
+    ticket: Ticket,
+    actor: Actor | None,
+    metrics: Metrics | None = None,
 ) -> Ticket | None:
     """Close a ticket: card, topic and customer are told. None if it was closed already."""
-    return await change_status(db, settings, ticket, Status.CLOSED, actor)
+    return await change_status(db, settings, ticket, Status.CLOSED, actor, metrics=metrics)
 
 
 async def set_priority(
@@ -166,6 +196,7 @@ async def set_priority(
     event_id = await tickets.set_priority(db, ticket.id, priority, _actor_id(actor))
     if event_id is None:
         return None
+    await escalation.recheck_soon(db, ticket.id)  # the new targets count from the receipt
     changed = await reload(db, ticket.id)
     await show(db, changed, keys.ticket_change(ticket.id, event_id, "view"))
     return changed

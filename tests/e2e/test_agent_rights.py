@@ -6,7 +6,7 @@ import pytest
 
 from bot.fake_telegram import GROUP_ID, FakeTelegram
 from tests.conftest import RunningDesk, desk_with
-from tests.e2e.test_card_buttons import card_of
+from tests.e2e.test_card_buttons import card_of, has_card
 from tests.e2e.test_conversation import (
     AGENT,
     ALICE,
@@ -34,7 +34,7 @@ async def ticket_with_card(telegram: FakeTelegram) -> tuple[int, dict]:
     telegram.add_user(ALICE, "Alice", "Smith")
     telegram.add_user(AGENT, "Bob", "Agent")
     thread = await open_ticket(telegram, ALICE)
-    await telegram.wait_until(lambda: card_of(telegram, thread), what="the card")
+    await telegram.wait_until(lambda: has_card(telegram, thread), what="the card")
     return thread, card_of(telegram, thread)
 
 
@@ -145,3 +145,19 @@ async def test_a_double_tapped_close_closes_once_and_tells_the_customer_once(
     assert len(telegram.calls_to("closeForumTopic")) == 1
     assert sum("is closed" in text for text in bot_texts(telegram, ALICE)) == 1
     assert thread in telegram.topics[GROUP_ID]
+
+
+async def test_a_mistyped_command_or_one_for_another_bot_never_reaches_the_customer(
+    telegram: FakeTelegram, desk: RunningDesk
+) -> None:
+    thread, _ = await ticket_with_card(telegram)
+
+    telegram.send_group(AGENT, "/hisotry", thread_id=thread)
+    telegram.send_group(AGENT, "/close@someotherbot", thread_id=thread)
+    telegram.send_group(AGENT, "Right, Alice: one moment.", thread_id=thread)
+    await wait_for_bot_text(telegram, ALICE, "one moment")
+
+    notes = [t for t in bot_texts(telegram, GROUP_ID, thread) if "is not a command here" in t]
+    assert len(notes) == 2
+    assert not any("hisotry" in t or "someotherbot" in t for t in bot_texts(telegram, ALICE))
+    assert telegram.calls_to("closeForumTopic") == []

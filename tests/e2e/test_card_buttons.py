@@ -9,7 +9,12 @@ from tests.e2e.test_conversation import AGENT, ALICE, buttons, open_ticket, wait
 BRUNO = 1002
 
 
+def has_card(telegram: FakeTelegram, thread: int) -> bool:
+    return any("Ticket #" in (m.get("text") or "") for m in telegram.bot_messages(GROUP_ID, thread))
+
+
 def card_of(telegram: FakeTelegram, thread: int) -> dict:
+    assert has_card(telegram, thread), f"no card in topic {thread} yet"
     return next(
         m for m in telegram.bot_messages(GROUP_ID, thread) if "Ticket #" in (m.get("text") or "")
     )

@@ -187,7 +187,7 @@ def test_the_desk_migration_keeps_every_ticket_its_number_and_its_references(
 
     applied = migrate(database)
 
-    assert [m.name for m in applied] == ["desk"]
+    assert applied[0].name == "desk"  # and the later ones after it
     with closing(sqlite3.connect(database, isolation_level=None)) as conn:
         conn.execute("PRAGMA foreign_keys = ON")
         rows = conn.execute(

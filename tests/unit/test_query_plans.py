@@ -6,15 +6,19 @@ leave, replies that died (with the sender's note sent, on its way, and dead too)
 stuck in 'sending', an old and a recent ledger. The housekeeper then runs its passes
 (tidy twice, so the pending-updates alert fires; reconcile; the sender's queue for the
 group delivered; reconcile again, which now queues the topic probes) and the
-sender reads the outbox as it does on every wake, with SQLite's trace on
-(tests/query_plans.py). Every SELECT, UPDATE and DELETE that ran is explained.
+sender reads the outbox as it does on every wake, and the agents' /queue, /mine and the
+desk's pick of an assignee read theirs, /stats its 30 days of figures, and the
+escalation scheduler its due tickets and what it stores on them, with SQLite's trace on
+(tests/query_plans.py).
+Every SELECT, UPDATE and DELETE that ran is explained.
 
 No step of a plan may read a whole table: no `SCAN t`, no `SEARCH t` without an index (a
 walk along the table until a row matches), no scan of a whole index that is not partial.
 A partial index holds only the rows its WHERE describes (open tickets, unsent outbox rows,
 open dead letters), which do not grow with the history, so `SCAN t USING [COVERING] INDEX`
 of a partial index is accepted. One walk is accepted by name (BOUNDED), and a test below
-shows that it reads the same whatever the history's length.
+shows that it reads the same whatever the history's length; the agents table, which holds
+the desk's people and not its history, may be read whole (SMALL).
 
 Plans are checked twice. Without statistics: as the daemon runs, since it never runs
 ANALYZE. And after ANALYZE, with the statistics of a large desk put in place of this
@@ -25,6 +29,7 @@ large desk's numbers make it plan as it would there. No timings.
 
 from __future__ import annotations
 
+import io
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -39,19 +44,26 @@ import pytest
 from bot.config import Settings, load_settings
 from bot.housekeeping import Housekeeper
 from bot.metrics import Metrics
-from storage import deadletters, messages, outbox, tickets, updates
+from storage import deadletters, messages, notes, outbox, quarantine, ratings, tickets, updates
 from storage import housekeeping as store
 from storage.db import Database, to_iso, utcnow
+from storage.export import DateRange, snapshot, write_export
+from storage.forget import forget, look_up
 from storage.migrations import migrate
 from storage.tickets import Answer, Ticket
 from tests.query_plans import (
     Statement,
     StatementLog,
+    TracedConnections,
+    desk_reads,
     explain,
     full_scans,
     outgoing,
     partial_indexes,
     sender_reads,
+    sla_reads,
+    sla_writes,
+    stats_reads,
 )
 
 GROUP = -1001
@@ -75,6 +87,20 @@ EXPECTED = {
     "tickets.get_ticket",
     "housekeeping.open_tickets_with_topic",
     "housekeeping.waiting_in_chat",
+    "tickets.count_unanswered",
+    "tickets.unanswered",
+    "tickets.assigned_to",
+    "agents.on_duty",
+    "agents.active_counts",
+    "stats.report",
+    "stats._agents",
+    "sla.due",
+    "sla.facts",
+    "sla.with_clocks",
+    "sla.set_due",
+    "sla.set_stage",
+    "sla.recheck",
+    "sla.clear_all",
 }
 
 # Walks along a table that stop early, by (storage function, table): why it is bounded.
@@ -86,10 +112,15 @@ BOUNDED = {
     ),
 }
 
+# Tables read whole because they hold the desk's people, not its history: why that stays small.
+SMALL = {
+    "agents": "one row per agent the desk has met (a few dozen); it does not grow with tickets",
+}
 
 # sqlite_stat1 after ANALYZE of the desk benchmarks/bigdb.py builds (100,000 tickets,
 # 1,000,000 messages, 1.6 million outbox rows, 7 of them unsent; migrations 0001-0004).
 BIG_DESK = [
+    ("agents", None, "40"),
     ("customers", None, "60000"),
     ("dead_letters", "dead_letters_by_outbox", "393 1"),
     ("dead_letters", "dead_letters_by_time", "393 1"),
@@ -111,6 +142,9 @@ BIG_DESK = [
     ("tickets", "tickets_unanswered", "300 1"),
     ("tickets", "tickets_by_assignee", "3000 300 1"),
     ("tickets", "tickets_by_customer", "100000 2 1"),
+    # Migration 0007: received times are all but unique; few tickets have an SLA event due.
+    ("tickets", "tickets_by_created", "100000 1"),
+    ("tickets", "tickets_sla_due", "3000 1"),
 ]
 
 
@@ -303,6 +337,12 @@ async def run_passes(db: Database, settings: Settings) -> list[Statement]:
         await housekeeper.reconcile()  # now the topic probes are queued
         async with db.reader() as conn:
             await sender_reads(conn, GROUP)
+            await desk_reads(conn, AGENT)
+            await stats_reads(conn, datetime.now(UTC))
+        async with db.transaction() as conn:
+            await sla_writes(conn, 1, utcnow())
+        async with db.reader() as conn:
+            await sla_reads(conn, utcnow())
     finally:
         await log.detach()
     async with db.reader() as conn:
@@ -349,6 +389,8 @@ def whole_reads(
     for stmt, plan, scans in plans:
         for table, line in scans:
             if (table == "outbox") != outbox_table or (stmt.origin, table) in BOUNDED:
+                continue
+            if table in SMALL:
                 continue
             problems.append(
                 f"{stmt.origin} (from {stmt.via}) reads all of {table}: {line}\n"
@@ -428,3 +470,80 @@ async def test_the_failure_window_reads_the_last_day_not_the_history(
     # The measure does see a whole-table read: counting the window without the walk
     # costs at least one more step per row of history.
     assert steps[400][1] - steps[10][1] >= 390
+
+
+# --- export and forget, on connections of their own --------------------------------------
+
+# The indexes `topicdesk export` (a date range) and `topicdesk forget` must read through.
+EXPORT_AND_FORGET_INDEXES = {
+    "tickets_by_created": "export: the tickets received in the range",
+    "messages_by_ticket": "export: a ticket's messages; forget: their texts and ids",
+    "notes_by_ticket": "export: a ticket's notes; forget: their texts",
+    "tickets_by_customer": "forget: the customer's tickets",
+    "ticket_events_by_ticket": "forget: their tickets' history",
+    "dead_letters_by_outbox": "forget: the dead letters of their outbox rows",
+    "sqlite_autoindex_outbox_1": "forget: the outbox rows of their quarantined updates",
+    "sqlite_autoindex_fsm_state_1": "forget: their form in progress, by its key's prefix",
+}
+# Shown as a SEARCH with no index, and yet one seek: SQLite finds the largest row id at
+# the end of the table (checked below: the same steps however long the table).
+ONE_SEEK = {"SELECT MAX(id) FROM outbox": "forget: where its first look at the outbox ended"}
+
+
+@pytest.mark.parametrize("big_desk", [False, True], ids=["no-statistics", "big-desk-statistics"])
+async def test_export_and_forget_read_through_indexes(
+    db: Database, monkeypatch: pytest.MonkeyPatch, big_desk: bool
+) -> None:
+    """An export of a date range and forgetting customer 222 (whose ticket is closed),
+    traced on their own connections. Two reads are whole by design, and shown by their
+    plans as a range of row ids from the start: forgetting's first look at the outbox
+    (sent rows have no index by chat or ticket; it holds no lock), and at the quarantined
+    updates (who sent one is inside its JSON)."""
+    await seed(db, monkeypatch)
+    async with db.transaction() as conn:
+        await notes.add(conn, 2, AGENT, GROUP, 5000, "a note")
+        await ratings.rate(conn, 2, 222, 4)
+        await ratings.set_comment(conn, 2, "thanks")
+        await quarantine.put(conn, 77, {"message": {"from": {"id": 222}}}, "handler", "x", "x")
+        await conn.execute(
+            "INSERT INTO fsm_state (key, state, updated_at) VALUES ('fsm:222:222:default', 's', ?)",
+            (utcnow(),),
+        )
+    if big_desk:
+        analyzed = sqlite3.connect(db.path)
+        try:
+            as_a_big_desk(analyzed)
+        finally:
+            analyzed.close()
+    today = datetime.now(UTC).date()
+    with TracedConnections() as traced:
+        with snapshot(db.path) as conn:
+            span = DateRange(today - timedelta(days=1), today + timedelta(days=1))
+            counts = write_export(conn, span, io.StringIO(), io.StringIO())
+        assert counts.tickets == 3
+        assert look_up(db.path, 222).tickets == ((2, "closed"),)
+        assert forget(db.path, 222).removed["notes"] == 1
+
+    conn = sqlite3.connect(db.path)
+    try:
+        partial = partial_indexes(conn)
+        problems, used = [], set()
+        for sql in traced.distinct():
+            plan = explain(conn, Statement(sql, (), "export/forget", ""))
+            used |= {
+                word for line in plan for word in line.split() if word in EXPORT_AND_FORGET_INDEXES
+            }
+            for scan in full_scans(plan, sql, partial):
+                if sql not in ONE_SEEK:
+                    problems.append(f"reads all of {scan.table}: {scan.line}\n    {sql}")
+    finally:
+        conn.close()
+    assert not problems, "\n".join(problems)
+    assert set(EXPORT_AND_FORGET_INDEXES) <= used, set(EXPORT_AND_FORGET_INDEXES) - used
+
+    seeks = [Statement(sql, (), "forget", "") for sql in ONE_SEEK]
+    before = [vm_steps(db.path, stmt) for stmt in seeks]
+    async with db.transaction() as tx:
+        for number in range(300):
+            await outbox.enqueue(tx, outgoing(f"more:{number}", "notice", "sendMessage", {}, 1))
+    assert [vm_steps(db.path, stmt) for stmt in seeks] == before
