@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import Dispatcher
 
 from bot.config import Settings
-from bot.handlers import agents, assignment, canned, card, customer, mirror, notes
+from bot.handlers import admin, agents, assignment, canned, card, customer, mirror, notes
 from bot.metrics import Metrics
 from bot.middlewares.tickets import TicketContext
 from bot.services.agents import AgentDirectory
@@ -36,6 +36,9 @@ def create_dispatcher(
     tickets = TicketContext()
     dispatcher.message.middleware(tickets)
     dispatcher.callback_query.middleware(tickets)
+    # Admin commands and /help, first: in a private chat the customer's router takes
+    # every message, and in a topic the agents' router would relay a command.
+    dispatcher.include_router(admin.create_router(settings))
     dispatcher.include_router(customer.create_router())
     dispatcher.include_router(card.create_router(settings))
     dispatcher.include_router(assignment.create_router(settings))

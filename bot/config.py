@@ -626,6 +626,11 @@ class TextsSettings(_Section):
     )
     csat_thanks: str = "Thank you for your feedback! If you need anything else, just write here."
     csat_refused: str = "This rating cannot be taken."  # a button's answer: plain text
+    # The one note a banned customer gets (their messages are kept, never relayed).
+    banned: str = (
+        "Sorry, this support desk cannot take your messages at the moment. "
+        "They are kept, but they will not be answered here."
+    )
 
     @field_validator(
         "greeting",
@@ -653,6 +658,7 @@ class TextsSettings(_Section):
         "csat_rated",
         "csat_comment_prompt",
         "csat_thanks",
+        "banned",
     )
     @classmethod
     def _html(cls, value: str) -> str:

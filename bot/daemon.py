@@ -24,7 +24,8 @@ from bot.ingest import Poller, TokenRejectedError
 from bot.metrics import Metrics
 from bot.preflight import TOKEN_REJECTED, StartupError, make_bot, prepare
 from bot.services.canned import seed_from_config as seed_canned_responses
-from bot.services.escalation import Clock, Escalator, system_clock
+from bot.services.deadlines import system_clock
+from bot.services.escalation import Clock, Escalator
 from bot.services.outcomes import DeskOutcomes
 from bot.services.quarantine import DeskQuarantine
 from storage.db import Database
@@ -44,6 +45,7 @@ CUSTOMER_COMMANDS = (
     ("status", "Your tickets and where each stands"),
     ("close", "Close your open ticket"),
     ("cancel", "Leave the form"),
+    ("help", "What you can do here"),
 )
 AGENT_COMMANDS = (
     ("close", "Close this topic's ticket"),
@@ -56,8 +58,13 @@ AGENT_COMMANDS = (
     ("mine", "Your active tickets"),
     ("onduty", "Go on duty: new tickets can be assigned to you"),
     ("offduty", "Go off duty: no new tickets for you"),
+    ("help", "The commands you may use"),
     ("canned_add", "Admins: add or replace a canned response"),
     ("canned_del", "Admins: delete a canned response"),
+    ("ban", "Admins: ban a customer (/ban ID reason, or in their topic)"),
+    ("unban", "Admins: lift a ban"),
+    ("agents", "Admins: the agents, on duty or not, and their tickets"),
+    ("dlq", "Admins: what could not be delivered, to retry or drop"),
 )
 
 

@@ -139,6 +139,11 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "kv": ("key value", "the desk's own facts (markers, alerts); nothing of a customer's"),
     "schema_migrations": ("version name applied_at", "the schema's ledger"),
     "sqlite_sequence": ("name seq", "SQLite's counters"),
+    "bans": ("user_id reason banned_by created_at", "the ban stays (their id), its reason emptied"),
+    "banned_messages": (
+        "user_id message_id kind text sent_at stored_at",
+        "what they sent while banned: deleted",
+    ),
 }
 
 
@@ -687,6 +692,10 @@ def _forget(
         removed |= _rewrite_tickets(conn, user_id, stand_in, look.ticket_ids)
         removed |= _rewrite_outbox(conn, user_id, stand_in, outbox_ids)
     removed["profile"] = _count(conn, "DELETE FROM customers WHERE user_id = ?", (user_id,))
+    removed["message_texts"] += _count(
+        conn, "DELETE FROM banned_messages WHERE user_id = ?", (user_id,)
+    )
+    conn.execute("UPDATE bans SET reason = NULL WHERE user_id = ?", (user_id,))
     for key in _fsm_keys(conn, user_id):
         removed["forms"] += _count(conn, "DELETE FROM fsm_state WHERE key = ?", (key,))
     for update_id in quarantined:

@@ -168,3 +168,8 @@ def sla_summary(stamp: str) -> str:
 def out_of_office(ticket_id: int) -> str:
     """The note to a customer whose ticket opened while the desk was closed."""
     return f"ticket:{ticket_id}:away"
+
+
+def ban_note(user_id: int, banned_at: str) -> str:
+    """The one note a banned customer gets for a ban (a later ban notes them again)."""
+    return f"ban:{user_id}:{banned_at}:note"

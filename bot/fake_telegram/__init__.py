@@ -51,7 +51,7 @@ The package, one concern a module (``FakeTelegram`` is mixins over ``FakeState``
 """
 
 from bot.fake_telegram.html import format_text, parse_html, utf16_len
-from bot.fake_telegram.limits import SENDING_METHODS, Limits
+from bot.fake_telegram.limits import SENDING_METHODS
 from bot.fake_telegram.records import (
     ADMIN_ID,
     BOT_ID,
@@ -72,6 +72,7 @@ from bot.fake_telegram.records import (
     REACTION_EMOJI,
     Call,
     Handler,
+    Limits,
     TelegramError,
     Topic,
     bad_request,

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
-from typing import Literal
 
-from bot.fake_telegram.records import JSON, TelegramError
+from bot.fake_telegram.records import JSON, Bucket, Fault, TelegramError
 from bot.fake_telegram.state import FakeState
 
 #: Every call that draws from the send budgets when ``Limits`` are given.
@@ -41,58 +39,6 @@ SENDING_METHODS: frozenset[str] = frozenset(
         "reopenForumTopic",
     }
 )
-
-
-@dataclass
-class Limits:
-    """Telegram's send budgets. ``time_scale`` divides every period (10 means 20 per 6 s)."""
-
-    global_per_second: float = 30
-    private_per_second: float = 1.0
-    private_burst: int = 3
-    group_per_minute: int = 20
-    group_mode: Literal["window", "bucket"] = "window"
-    time_scale: float = 1.0
-    #: sendMediaGroup / copyMessages count one per call by default; True counts each message.
-    album_counts_each: bool = False
-
-
-@dataclass
-class Fault:
-    """An error that the next ``times`` calls of ``method`` (to ``chat_id``) answer."""
-
-    method: str
-    error_code: int
-    description: str
-    parameters: JSON
-    times: int
-    chat_id: int | None
-    html: bool
-
-
-@dataclass
-class Bucket:
-    """A token bucket of ``capacity`` tokens, refilled at ``rate`` tokens a second."""
-
-    capacity: float
-    rate: float  # tokens per real second
-    tokens: float
-    stamp: float
-
-    def _refill(self, now: float) -> None:
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def wait(self, now: float, need: float = 1.0) -> float:
-        self._refill(now)
-        need = min(need, self.capacity)
-        if self.tokens >= need - 1e-9:
-            return 0.0
-        return (need - self.tokens) / self.rate
-
-    def take(self, now: float, need: float = 1.0) -> None:
-        self._refill(now)
-        self.tokens -= min(need, self.capacity)
 
 
 def window_wait(times: list[float], now: float, window: float, cap: int, need: int) -> float:

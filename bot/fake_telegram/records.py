@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 JSON = dict[str, Any]
 #: A Bot API method: its decoded parameters in, the answer's ``result`` out (or TelegramError).
@@ -191,3 +191,58 @@ _REACTIONS = (
 )
 #: The emoji Telegram accepts as a reaction (ReactionTypeEmoji); others are REACTION_INVALID.
 REACTION_EMOJI: frozenset[str] = frozenset(_REACTIONS.split())
+
+
+# Budgets and injected faults: plain records (bot.fake_telegram.limits applies them).
+
+
+@dataclass
+class Limits:
+    """Telegram's send budgets. ``time_scale`` divides every period (10 means 20 per 6 s)."""
+
+    global_per_second: float = 30
+    private_per_second: float = 1.0
+    private_burst: int = 3
+    group_per_minute: int = 20
+    group_mode: Literal["window", "bucket"] = "window"
+    time_scale: float = 1.0
+    #: sendMediaGroup / copyMessages count one per call by default; True counts each message.
+    album_counts_each: bool = False
+
+
+@dataclass
+class Fault:
+    """An error that the next ``times`` calls of ``method`` (to ``chat_id``) answer."""
+
+    method: str
+    error_code: int
+    description: str
+    parameters: JSON
+    times: int
+    chat_id: int | None
+    html: bool
+
+
+@dataclass
+class Bucket:
+    """A token bucket of ``capacity`` tokens, refilled at ``rate`` tokens a second."""
+
+    capacity: float
+    rate: float  # tokens per real second
+    tokens: float
+    stamp: float
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait(self, now: float, need: float = 1.0) -> float:
+        self._refill(now)
+        need = min(need, self.capacity)
+        if self.tokens >= need - 1e-9:
+            return 0.0
+        return (need - self.tokens) / self.rate
+
+    def take(self, now: float, need: float = 1.0) -> None:
+        self._refill(now)
+        self.tokens -= min(need, self.capacity)

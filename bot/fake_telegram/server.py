@@ -18,7 +18,6 @@ from aiohttp import web
 
 from bot.fake_telegram.chats import ChatMethods
 from bot.fake_telegram.forum import ForumMethods
-from bot.fake_telegram.limits import Limits
 from bot.fake_telegram.messages import MessageMethods
 from bot.fake_telegram.params import decode_form_value
 from bot.fake_telegram.records import (
@@ -27,6 +26,7 @@ from bot.fake_telegram.records import (
     JSON,
     Call,
     Handler,
+    Limits,
     TelegramError,
     bad_request,
     type_name,

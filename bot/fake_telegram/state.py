@@ -27,8 +27,7 @@ from bot.fake_telegram.records import (
 )
 
 if TYPE_CHECKING:
-    # For annotations only: limits.py builds its mixin on FakeState.
-    from bot.fake_telegram.limits import Bucket, Fault, Limits
+    from bot.fake_telegram.records import Bucket, Fault, Limits
 
 _FILE_PREFIX = {
     "photo": "AgACAgIAAxkBAAI",

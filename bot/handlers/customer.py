@@ -13,12 +13,12 @@ from aiogram.types import CallbackQuery, Message
 from bot.config import Settings
 from bot.handlers.common import OnLoop, after_commit, is_service, to_incoming
 from bot.metrics import Metrics
-from bot.services import csat, customers, intake, workflow
+from bot.services import admin, csat, customers, intake, opening, workflow
 from bot.services import tickets as desk
 from bot.services.agents import Actor
 from bot.services.incoming import Incoming
 from bot.services.tickets import render
-from storage import keys
+from storage import bans, keys
 from storage.db import Conn, utcnow
 from storage.tickets import Answer, Status, Ticket
 
@@ -98,6 +98,8 @@ async def on_message(
         return
     incoming = to_incoming(message)
     await desk.remember_customer(db, incoming)
+    if await admin.turned_away(db, settings, incoming):
+        return  # banned: kept, never relayed, told once
     key = keys.reply_to("msg", incoming.chat_id, incoming.message_id)
     too_large = desk.oversize_note(settings, incoming)
     if too_large:
@@ -225,6 +227,8 @@ async def on_form_button(
 ) -> None:
     """A choice or Skip button of the form."""
     after_commit(db, lambda: bot.answer_callback_query(query.id), "answer form button")
+    if await bans.get(db, query.from_user.id) is not None:
+        return  # banned during the form: it goes no further
     parsed = intake.parse_callback(query.data or "")
     form = await _form(state)
     if parsed is None or form is None or parsed[0] != form.step:
@@ -351,6 +355,8 @@ async def _begin(
 ) -> None:
     """Start the form; the message that started it is kept for the ticket. A form
     `restarted` (/new) hands on what the customer sent meanwhile, and its clock."""
+    if await admin.turned_away(db, settings, incoming):
+        return  # a banned customer starts no form
     form = intake.Form(started_at=incoming.date)
     if restarted is not None:
         form.kept = restarted.kept
@@ -394,7 +400,7 @@ async def _answered(
     await state.clear()
     customer = await desk.find_customer(db, incoming.sender_id)
     assert customer is not None
-    await desk.open_ticket(
+    await opening.open_ticket(
         db,
         settings,
         customer,

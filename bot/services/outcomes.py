@@ -17,7 +17,7 @@ from bot.delivery.breaker import Outage
 from bot.delivery.contract import Aimed, NotReadyError, ObsoleteError, UndeliverableError
 from bot.delivery.errors import Failure
 from bot.metrics import Metrics
-from bot.services import escalation, mirror, workflow
+from bot.services import deadlines, mirror, workflow
 from bot.services.tickets import (
     notify_agents,
     notify_customer,
@@ -142,7 +142,7 @@ class DeskOutcomes:
         first = await tickets.record_first_response(db, ticket.id, now)
         if first:
             # The first-response clock stops: its warning and breach are off (or late).
-            await escalation.reschedule(db, self._settings, ticket.id)
+            await deadlines.reschedule(db, self._settings, ticket.id)
             seconds = max(0.0, (from_iso(now) - from_iso(ticket.created_at)).total_seconds())
             histogram = self._metrics.first_response
 

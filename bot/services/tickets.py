@@ -23,7 +23,7 @@ from storage.outbox import (
     Outgoing,
     Purpose,
 )
-from storage.tickets import Answer, Customer, Ticket
+from storage.tickets import Customer, Ticket
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -71,50 +71,6 @@ async def answer_customer(
     if not first:
         return None
     return max(0.0, (from_iso(message.date) - from_iso(ticket.created_at)).total_seconds())
-
-
-async def open_ticket(
-    db: Conn,
-    settings: Settings,
-    customer: Customer,
-    answers: list[Answer],
-    started_at: str,
-    kept: list[Incoming],
-    *,
-    previous_ticket_id: int | None = None,
-) -> Ticket:
-    """Open a ticket: its topic, its card, what the customer sent meanwhile, a confirmation.
-    `previous_ticket_id`: the closed ticket it follows (its card links that topic)."""
-    subject = next((a.value for a in answers if a.value), "")
-    ticket = await tickets.open_ticket(
-        db,
-        customer.user_id,
-        subject=subject,
-        answers=answers,
-        group_chat_id=settings.support.group_id,
-        created_at=started_at,
-        previous_ticket_id=previous_ticket_id,
-    )
-    structlog.contextvars.bind_contextvars(ticket_id=ticket.id)
-    from bot.services import assignment  # noqa: PLC0415 - it builds on this module
-
-    ticket = await assignment.assign_new(db, settings, ticket)  # before the topic and card
-    name = await create_topic(db, settings, ticket, customer, keys.ticket_topic(ticket.id))
-    await post_card(db, ticket, customer, keys.ticket_card(ticket.id))
-    for message in kept:
-        await relay(db, settings, ticket, message, "to_agents")
-    await notify_customer(
-        db,
-        ticket,
-        render(settings.texts.ticket_created, ticket=ticket.id),
-        key=keys.ticket_created(ticket.id),
-    )
-    from bot.services import escalation  # noqa: PLC0415 - it builds on this module
-
-    await escalation.out_of_office(db, settings, ticket)  # after the confirmation
-    await escalation.reschedule(db, settings, ticket.id)  # the SLA clocks start
-    log.info("ticket opened", customer_id=customer.user_id, topic=name)
-    return ticket
 
 
 async def create_topic(

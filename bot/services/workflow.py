@@ -15,7 +15,7 @@ import structlog
 
 from bot.config import Settings
 from bot.metrics import Metrics
-from bot.services import cards, csat, escalation
+from bot.services import cards, csat, deadlines
 from bot.services.agents import Actor
 from bot.services.tickets import notify_agents, notify_customer, render, topic_action
 from storage import agents, keys, outbox, ratings, tickets
@@ -118,7 +118,7 @@ async def change_status(
     event_id = await tickets.set_status(db, ticket.id, status, _actor_id(actor))
     if event_id is None:
         return None
-    await escalation.reschedule(db, settings, ticket.id)  # the clocks stop or start again
+    await deadlines.reschedule(db, settings, ticket.id)  # the clocks stop or start again
     changed = await reload(db, ticket.id)
     stamp = keys.ticket_change(ticket.id, event_id, "view")
     if status is Status.CLOSED:
@@ -196,7 +196,7 @@ async def set_priority(
     event_id = await tickets.set_priority(db, ticket.id, priority, _actor_id(actor))
     if event_id is None:
         return None
-    await escalation.recheck_soon(db, ticket.id)  # the new targets count from the receipt
+    await deadlines.recheck_soon(db, ticket.id)  # the new targets count from the receipt
     changed = await reload(db, ticket.id)
     await show(db, changed, keys.ticket_change(ticket.id, event_id, "view"))
     return changed
