@@ -23,9 +23,8 @@ from bot.handlers.common import OnLoop, after_commit
 from bot.services import admin
 from bot.services import tickets as desk
 from bot.services.agents import Actor, AgentDirectory
-from storage import bans, keys, outbox, tickets
+from storage import bans, keys, tickets
 from storage.db import Conn
-from storage.outbox import PRIORITY_NOTICE, Outgoing, Purpose
 from storage.tickets import Ticket
 
 log = structlog.stdlib.get_logger(__name__)
@@ -65,25 +64,8 @@ async def _reply(
     key = key or keys.reply_to("admin", message.chat.id, message.message_id)
     if ticket is None or _private(message):
         await desk.say(db, message.chat.id, text, key, buttons=buttons)
-        return
-    params: dict[str, object] = {"text": text, "parse_mode": "HTML"}
-    if buttons:
-        params["reply_markup"] = {
-            "inline_keyboard": [[{"text": label, "callback_data": data}] for label, data in buttons]
-        }
-    await outbox.enqueue(
-        db,
-        Outgoing(
-            key=key,
-            purpose=Purpose.NOTICE,
-            method="sendMessage",
-            params=params,
-            in_topic=True,
-            chat_id=ticket.group_chat_id,
-            ticket_id=ticket.id,
-            priority=PRIORITY_NOTICE,
-        ),
-    )
+    else:
+        await desk.notify_agents(db, ticket, text, key, buttons=buttons)
 
 
 async def _asker(

@@ -61,6 +61,39 @@ async def refuse_outsider(db: Conn, ticket: Ticket, actor: Actor, what: str) -> 
     await desk.notify_agents(db, ticket, note, f"ticket:{ticket.id}:outsider:{actor.user_id}")
 
 
+async def answer_command(
+    db: Conn,
+    message: Message,
+    ticket: Ticket | None,
+    text: str,
+    kind: str,
+    *,
+    buttons: desk.Buttons = (),
+) -> None:
+    """Answer a command in the group where it was given: its ticket's topic, or General.
+    `kind` names the handler in the row's key (storage.keys.reply_to)."""
+    key = keys.reply_to(kind, message.chat.id, message.message_id)
+    if ticket is not None:
+        await desk.notify_agents(db, ticket, text, key, buttons=buttons)
+    else:
+        await desk.say(db, message.chat.id, text, key, buttons=buttons)
+
+
+async def refuse_non_agent(
+    db: Conn, message: Message, ticket: Ticket | None, actor: Actor, what: str
+) -> None:
+    """Someone who is not an agent used a command in the group: told once (per ticket in
+    a topic, per person in General), logged, and nothing changes."""
+    if ticket is not None:
+        await refuse_outsider(db, ticket, actor, what)
+        return
+    log.warning("not an agent: refused", user_id=actor.user_id, what=what)
+    note = f"{escape(actor.name)}, only the desk's agents can use these commands."
+    await desk.say(
+        db, message.chat.id, note, keys.outsider_in_group(message.chat.id, actor.user_id or 0)
+    )
+
+
 async def on_topic_message(
     message: Message,
     bot: Bot,

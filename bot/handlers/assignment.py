@@ -19,12 +19,11 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message, User
 
 from bot.config import Settings
-from bot.handlers.agents import author, refuse_outsider
+from bot.handlers.agents import answer_command, author, refuse_non_agent
 from bot.handlers.common import OnLoop, explicit_reply_id
 from bot.services import assignment, queue, workflow
-from bot.services import tickets as desk
 from bot.services.agents import Actor, AgentDirectory
-from storage import agents, keys
+from storage import agents
 from storage.agents import Agent
 from storage.db import Conn
 from storage.tickets import Ticket
@@ -47,15 +46,6 @@ def create_router(settings: Settings) -> Router:
     return router
 
 
-async def reply(db: Conn, message: Message, ticket: Ticket | None, text: str) -> None:
-    """Answer a command: in its ticket's topic, or else in General."""
-    key = keys.reply_to("desk", message.chat.id, message.message_id)
-    if ticket is not None:
-        await desk.notify_agents(db, ticket, text, key)
-    else:
-        await desk.say(db, message.chat.id, text, key)
-
-
 async def agent_behind(
     message: Message,
     bot: Bot,
@@ -69,14 +59,7 @@ async def agent_behind(
     actor = await author(message, bot, db, settings, directory)
     if actor is None or actor.is_agent:
         return actor
-    if ticket is not None:
-        await refuse_outsider(db, ticket, actor, what)
-        return None
-    log.warning("not an agent: refused", user_id=actor.user_id, what=what)
-    note = f"{escape(actor.name)}, only the desk's agents can use these commands."
-    await desk.say(
-        db, message.chat.id, note, keys.outsider_in_group(message.chat.id, actor.user_id or 0)
-    )
+    await refuse_non_agent(db, message, ticket, actor, what)
     return None
 
 
@@ -94,18 +77,20 @@ async def on_assign(
     if actor is None:
         return
     if ticket is None:
-        await reply(db, message, None, "Use /assign in a ticket's topic.")
+        await answer_command(db, message, None, "Use /assign in a ticket's topic.", "desk")
         return
     if not ticket.is_open:
-        await reply(db, message, ticket, f"Ticket #{ticket.id} is closed: reopen it first.")
+        await answer_command(
+            db, message, ticket, f"Ticket #{ticket.id} is closed: reopen it first.", "desk"
+        )
         return
     found = await _named_agent(message, command, bot, db, directory)
     if isinstance(found, str):
-        await reply(db, message, ticket, found)
+        await answer_command(db, message, ticket, found, "desk")
         return
     if ticket.assignee_id == found.user_id:
         text = f"Ticket #{ticket.id} is already assigned to {escape(found.full_name)}."
-        await reply(db, message, ticket, text)
+        await answer_command(db, message, ticket, text, "desk")
         return
     await workflow.assign(db, ticket, found, actor)  # announced in the topic
 
@@ -171,13 +156,17 @@ async def on_unassign(
     if actor is None:
         return
     if ticket is None:
-        await reply(db, message, None, "Use /unassign in a ticket's topic.")
+        await answer_command(db, message, None, "Use /unassign in a ticket's topic.", "desk")
         return
     if not ticket.is_open:
-        await reply(db, message, ticket, f"Ticket #{ticket.id} is closed: reopen it first.")
+        await answer_command(
+            db, message, ticket, f"Ticket #{ticket.id} is closed: reopen it first.", "desk"
+        )
         return
     if ticket.assignee_id is None:
-        await reply(db, message, ticket, f"Nobody is assigned to ticket #{ticket.id}.")
+        await answer_command(
+            db, message, ticket, f"Nobody is assigned to ticket #{ticket.id}.", "desk"
+        )
         return
     await workflow.assign(db, ticket, None, actor)  # announced in the topic
 
@@ -195,7 +184,9 @@ async def on_duty(
     if actor is None:
         return
     if actor.user_id is None:
-        await reply(db, message, ticket, "Post as yourself, not anonymously, to go on duty.")
+        await answer_command(
+            db, message, ticket, "Post as yourself, not anonymously, to go on duty.", "desk"
+        )
         return
     # Said whether or not they were on duty already: an agent the desk has just met is
     # (see storage.agents.remember), and the answer states where they stand.
@@ -204,7 +195,7 @@ async def on_duty(
     text = f"🟢 {escape(actor.name)} is on duty."
     if settings.agents.assignment != "off":
         text += " New tickets can be assigned to them."
-    await reply(db, message, ticket, text)
+    await answer_command(db, message, ticket, text, "desk")
 
 
 async def off_duty(
@@ -220,7 +211,9 @@ async def off_duty(
     if actor is None:
         return
     if actor.user_id is None:
-        await reply(db, message, ticket, "Post as yourself, not anonymously, to go off duty.")
+        await answer_command(
+            db, message, ticket, "Post as yourself, not anonymously, to go off duty.", "desk"
+        )
         return
     done = await assignment.go_off_duty(db, settings, actor, actor.user_id)
     log.info("agent off duty", agent_id=actor.user_id, changed=done.changed)
@@ -235,7 +228,7 @@ async def off_duty(
         ]
         more = len(done.handed_on) - HANDED_SHOWN
         text += " Handed on: " + ", ".join(handed) + (f" and {more} more." if more > 0 else ".")
-    await reply(db, message, ticket, text)
+    await answer_command(db, message, ticket, text, "desk")
 
 
 async def on_queue(
@@ -250,7 +243,7 @@ async def on_queue(
     actor = await agent_behind(message, bot, db, settings, directory, ticket, "/queue")
     if actor is None:
         return
-    await reply(db, message, ticket, await queue.queue_text(db, datetime.now(UTC)))
+    await answer_command(db, message, ticket, await queue.queue_text(db, datetime.now(UTC)), "desk")
 
 
 async def on_mine(
@@ -266,6 +259,10 @@ async def on_mine(
     if actor is None:
         return
     if actor.user_id is None:
-        await reply(db, message, ticket, "Post as yourself, not anonymously, to see your tickets.")
+        await answer_command(
+            db, message, ticket, "Post as yourself, not anonymously, to see your tickets.", "desk"
+        )
         return
-    await reply(db, message, ticket, await queue.mine_text(db, actor.user_id, actor.name))
+    await answer_command(
+        db, message, ticket, await queue.mine_text(db, actor.user_id, actor.name), "desk"
+    )

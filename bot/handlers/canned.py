@@ -18,12 +18,11 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from bot.config import Settings
-from bot.handlers.agents import author, refuse_outsider
+from bot.handlers.agents import answer_command, author, refuse_non_agent
 from bot.handlers.common import OnLoop, explicit_reply_id
 from bot.services import canned as canned_replies
-from bot.services import tickets as desk
 from bot.services.agents import Actor, AgentDirectory
-from storage import canned, keys
+from storage import canned
 from storage.db import Conn, to_iso
 from storage.tickets import Ticket
 
@@ -61,28 +60,6 @@ def create_router(settings: Settings) -> Router:
     return router
 
 
-async def _answer(db: Conn, message: Message, ticket: Ticket | None, text: str) -> None:
-    """Answer a command: in its ticket's topic, or else in General."""
-    key = keys.reply_to("canned", message.chat.id, message.message_id)
-    if ticket is not None:
-        await desk.notify_agents(db, ticket, text, key)
-    else:
-        await desk.say(db, message.chat.id, text, key)
-
-
-async def _refuse(
-    db: Conn, message: Message, ticket: Ticket | None, actor: Actor, what: str
-) -> None:
-    """Someone who is not an agent used a command: told once, logged, nothing changes."""
-    if ticket is not None:
-        await refuse_outsider(db, ticket, actor, what)
-        return
-    log.warning("not an agent: refused", user_id=actor.user_id, what=what)
-    note = f"{escape(actor.name)}, only the desk's agents can use these commands."
-    key = keys.outsider_in_group(message.chat.id, actor.user_id or 0)
-    await desk.say(db, message.chat.id, note, key)
-
-
 async def _admin(
     message: Message,
     bot: Bot,
@@ -97,11 +74,13 @@ async def _admin(
     if actor is None:
         return None
     if not actor.is_agent:
-        await _refuse(db, message, ticket, actor, what)
+        await refuse_non_agent(db, message, ticket, actor, what)
         return None
     if not actor.is_admin:
         log.warning("not an admin: refused", user_id=actor.user_id, what=what)
-        await _answer(db, message, ticket, "Only the desk's admins can change canned responses.")
+        await answer_command(
+            db, message, ticket, "Only the desk's admins can change canned responses.", "canned"
+        )
         return None
     return actor
 
@@ -128,25 +107,27 @@ async def on_canned(
     if actor is None:
         return
     if not actor.is_agent:
-        await _refuse(db, message, ticket, actor, "/canned")
+        await refuse_non_agent(db, message, ticket, actor, "/canned")
         return
     responses = await canned.active(db)
     words = (command.args or "").split()
     if not words:
-        await _answer(db, message, ticket, canned_replies.listing(responses))
+        await answer_command(db, message, ticket, canned_replies.listing(responses), "canned")
         return
     if ticket is None:
-        await _answer(db, message, None, "Use /canned name in a ticket's topic.")
+        await answer_command(db, message, None, "Use /canned name in a ticket's topic.", "canned")
         return
     name = words[0].lower()
     response = next((r for r in responses if r.name == name), None)
     if response is None:
         names = [r.name for r in responses]
-        await _answer(db, message, ticket, canned_replies.unknown_name(name, names))
+        await answer_command(
+            db, message, ticket, canned_replies.unknown_name(name, names), "canned"
+        )
         return
     if not ticket.is_open:
         text = f"Ticket #{ticket.id} is closed: the customer will not see this message."
-        await _answer(db, message, ticket, text)
+        await answer_command(db, message, ticket, text, "canned")
         return
     await canned_replies.send(
         db,
@@ -179,18 +160,18 @@ async def on_canned_add(
             "Usage: /canned_add name text. The text is Telegram HTML and may use "
             "{customer_name}, {ticket_id} and {agent_name}."
         )
-        await _answer(db, message, ticket, escape(usage))
+        await answer_command(db, message, ticket, escape(usage), "canned")
         return
     name, text = parts[1].lower(), parts[2].strip()
     problem = canned_replies.problem_with(name, text)
     if problem is not None:
-        await _answer(db, message, ticket, escape(problem))
+        await answer_command(db, message, ticket, escape(problem), "canned")
         return
     added = await canned.put(db, name, text, actor.user_id)
     log.info("canned response saved", name=name, added=added, admin_id=actor.user_id)
     verb = "Added" if added else "Replaced"
     preview = escape(canned_replies.preview(text))
-    await _answer(db, message, ticket, f"{verb} <code>{name}</code>: {preview}")
+    await answer_command(db, message, ticket, f"{verb} <code>{name}</code>: {preview}", "canned")
 
 
 async def on_canned_del(
@@ -208,11 +189,13 @@ async def on_canned_del(
         return
     words = (command.args or "").split()
     if not words:
-        await _answer(db, message, ticket, "Usage: /canned_del name")
+        await answer_command(db, message, ticket, "Usage: /canned_del name", "canned")
         return
     name = words[0].lower()
     if not await canned.delete(db, name, actor.user_id):
-        await _answer(db, message, ticket, f"No canned response <code>{escape(name)}</code>.")
+        await answer_command(
+            db, message, ticket, f"No canned response <code>{escape(name)}</code>.", "canned"
+        )
         return
     log.info("canned response deleted", name=name, admin_id=actor.user_id)
-    await _answer(db, message, ticket, f"Deleted <code>{escape(name)}</code>.")
+    await answer_command(db, message, ticket, f"Deleted <code>{escape(name)}</code>.", "canned")

@@ -246,8 +246,27 @@ async def notify_customer(db: Conn, ticket: Ticket, text: str, key: str) -> None
     await say(db, ticket.customer_id, text, key, ticket_id=ticket.id)
 
 
+Buttons = tuple[tuple[str, str], ...]  # (label, callback data), one a row
+
+
+def _message(text: str, buttons: Buttons) -> dict[str, object]:
+    """sendMessage's parameters for a Telegram-HTML text with optional callback buttons."""
+    params: dict[str, object] = {"text": text, "parse_mode": "HTML"}
+    if buttons:
+        params["reply_markup"] = {
+            "inline_keyboard": [[{"text": label, "callback_data": data}] for label, data in buttons]
+        }
+    return params
+
+
 async def notify_agents(
-    db: Conn, ticket: Ticket, text: str, key: str, *, priority: int = PRIORITY_NOTICE
+    db: Conn,
+    ticket: Ticket,
+    text: str,
+    key: str,
+    *,
+    priority: int = PRIORITY_NOTICE,
+    buttons: Buttons = (),
 ) -> None:
     """Queue a Telegram-HTML note for the agents in the ticket's topic."""
     await outbox.enqueue(
@@ -256,7 +275,7 @@ async def notify_agents(
             key=key,
             purpose=Purpose.NOTICE,
             method="sendMessage",
-            params={"text": text, "parse_mode": "HTML"},
+            params=_message(text, buttons),
             in_topic=True,
             chat_id=ticket.group_chat_id,
             ticket_id=ticket.id,
@@ -271,15 +290,11 @@ async def say(
     text: str,
     key: str,
     *,
-    buttons: tuple[tuple[str, str], ...] = (),
+    buttons: Buttons = (),
     ticket_id: int | None = None,
 ) -> None:
     """Queue a Telegram-HTML message to a chat, with optional callback buttons."""
-    params: dict[str, object] = {"chat_id": chat_id, "text": text, "parse_mode": "HTML"}
-    if buttons:
-        params["reply_markup"] = {
-            "inline_keyboard": [[{"text": label, "callback_data": data}] for label, data in buttons]
-        }
+    params = {"chat_id": chat_id, **_message(text, buttons)}
     await outbox.enqueue(
         db,
         Outgoing(
